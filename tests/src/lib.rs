@@ -1,0 +1,1 @@
+//! Shared helpers for tp's cross-crate integration and interop tests.
