@@ -1,5 +1,131 @@
 //! `cargo xtask`: the project's developer tasks.
+//!
+//! ```text
+//! cargo xtask codegen [--check]   regenerate crates/tp-proto/src/gen from proto/ (or verify it)
+//! cargo xtask interop             run the Go reference suite in tests/interop-go
+//! cargo xtask ci                  everything CI runs, in order
+//! ```
+
+mod codegen;
+mod interop;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["codegen"] => codegen::run(codegen::Mode::Write),
+        ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
+        ["interop"] => interop::run(),
+        ["ci"] => ci(),
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            print!("{}", USAGE);
+            Ok(())
+        }
+        other => bail!("unknown xtask arguments {other:?}\n\n{USAGE}"),
+    }
+}
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  codegen [--check]  regenerate crates/tp-proto/src/gen from proto/; --check fails if stale
+  interop            run the Go reference-client suite in tests/interop-go
+  ci                 fmt, clippy, codegen --check, cargo deny, tests, interop (what CI runs)
+";
+
+/// The workspace root (the parent of this crate's manifest directory).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        // CARGO_MANIFEST_DIR is `<root>/xtask`, which always has a parent.
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command in the workspace root, echoing it, and fails if it fails.
+pub(crate) fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    cmd.current_dir(root());
+    eprintln!("$ {}", display(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", display(cmd));
+    }
+    Ok(())
+}
+
+fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn ci() -> anyhow::Result<()> {
+    let step = |name: &str| eprintln!("\n==> {name}");
+
+    step("format");
+    run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+
+    step("clippy");
+    run_cmd(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    step("codegen --check");
+    codegen::run(codegen::Mode::Check)?;
+
+    step("cargo deny");
+    ensure_cargo_deny()?;
+    // The advisory database lives on a host these machines cannot reach; the other
+    // checks are fully offline.
+    run_cmd(cargo().args(["deny", "check", "bans", "licenses", "sources"]))?;
+
+    step("docs");
+    run_cmd(
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--all-features"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+
+    step("tests (incl. doctests)");
+    run_cmd(cargo().args(["test", "--workspace", "--all-features"]))?;
+
+    step("interop");
+    interop::run()?;
+
+    eprintln!("\nci: all steps passed");
+    Ok(())
+}
+
+fn ensure_cargo_deny() -> anyhow::Result<()> {
+    let have = cargo()
+        .args(["deny", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        eprintln!("cargo-deny is missing; installing it (a few minutes, once per machine)");
+        run_cmd(cargo().args(["install", "cargo-deny", "--locked"]))?;
+    }
     Ok(())
 }

@@ -1,0 +1,1 @@
+//! Teleport resources in their YAML/JSON form.
