@@ -13,6 +13,8 @@ use anyhow::{Context, bail};
 
 use crate::root;
 
+mod annotate;
+
 /// Whether to write the generated code or only verify it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -104,24 +106,48 @@ fn generate(proto_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         .map(|f| f.strip_prefix(proto_dir).map(Path::to_path_buf))
         .collect::<Result<_, _>>()?;
 
-    let fds = protox::compile(&rel, [proto_dir])
+    let mut compiler = protox::Compiler::new([proto_dir])
+        .map_err(|e| anyhow::anyhow!("setting up protox for {}: {e:?}", proto_dir.display()))?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler
+        .open_files(&rel)
         .map_err(|e| anyhow::anyhow!("compiling proto/ failed: {e:?}"))?;
+    let pool = compiler.descriptor_pool();
+    let plan = annotate::plan(&pool)?;
+    let mut fds = compiler.file_descriptor_set();
+    // Our options file and descriptor.proto only annotate; nothing is generated for them.
+    fds.file.retain(|f| {
+        let name = f.name.as_deref().unwrap_or_default();
+        !name.starts_with("tp/") && name != "google/protobuf/descriptor.proto"
+    });
 
     let scratch = scratch_dir()?;
     let result = (|| {
-        tonic_prost_build::configure()
+        let mut builder = tonic_prost_build::configure()
             .out_dir(&scratch)
             .build_client(true)
             .build_server(true)
             // Connections come from tp-transport's connector, never tonic's own dialer.
             .build_transport(false)
-            // Deterministic maps: sorted keys, as Go's gogoproto marshaller writes them.
+            // Deterministic maps with sorted keys.
             .btree_map(".")
             .skip_debug(REDACTED_DEBUG.iter().map(|m| format!(".{m}")))
             .include_file("mod.rs")
-            .emit_rerun_if_changed(false)
+            .emit_rerun_if_changed(false);
+        for (path, attr) in &plan.type_attrs {
+            builder = builder.type_attribute(path, attr);
+        }
+        for (path, attr) in &plan.message_attrs {
+            builder = builder.message_attribute(path, attr);
+        }
+        for (path, attr) in &plan.field_attrs {
+            builder = builder.field_attribute(path, attr);
+        }
+        builder
             .compile_fds(fds)
             .context("generating Rust code from proto/")?;
+        fs::write(scratch.join("go_defaults.rs"), &plan.go_defaults_rs)?;
+        rustfmt(&scratch)?;
         let mut out = BTreeMap::new();
         for (name, content) in read_dir_files(&scratch)? {
             out.insert(name, format!("{HEADER}{content}"));
@@ -169,4 +195,26 @@ fn scratch_dir() -> anyhow::Result<PathBuf> {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Formats the generated files the way `cargo fmt` would, so the committed code is
+/// stable under it.
+fn rustfmt(dir: &Path) -> anyhow::Result<()> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let status = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .args(&files)
+        .status()
+        .context("running rustfmt on the generated code")?;
+    if !status.success() {
+        bail!("rustfmt failed on the generated code ({status})");
+    }
+    Ok(())
 }

@@ -139,7 +139,9 @@ mod tests {
         };
         assert!(!format!("{jwt:?}").contains("secret-jwt-key"));
 
-        let totp = TotpDevice { key: "TOTPSECRET".into() };
+        let totp = TotpDevice {
+            key: "TOTPSECRET".into(),
+        };
         assert!(!format!("{totp:?}").contains("TOTPSECRET"));
 
         let change = ChangeUserAuthenticationRequest {

@@ -90,10 +90,8 @@ pub struct Features {
     #[prost(bool, tag = "34")]
     pub mobile_device_management: bool,
     #[prost(btree_map = "string, message", tag = "35")]
-    pub entitlements: ::prost::alloc::collections::BTreeMap<
-        ::prost::alloc::string::String,
-        EntitlementInfo,
-    >,
+    pub entitlements:
+        ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, EntitlementInfo>,
     #[prost(bool, tag = "36")]
     pub access_monitoring_configured: bool,
     #[prost(bytes = "vec", tag = "37")]
@@ -260,17 +258,7 @@ pub struct UserCertsRequest {
 }
 /// Nested message and enum types in `UserCertsRequest`.
 pub mod user_certs_request {
-    #[derive(
-        Clone,
-        Copy,
-        Debug,
-        PartialEq,
-        Eq,
-        Hash,
-        PartialOrd,
-        Ord,
-        ::prost::Enumeration
-    )]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
     #[repr(i32)]
     pub enum CertUsage {
         All = 0,
@@ -308,17 +296,7 @@ pub mod user_certs_request {
             }
         }
     }
-    #[derive(
-        Clone,
-        Copy,
-        Debug,
-        PartialEq,
-        Eq,
-        Hash,
-        PartialOrd,
-        Ord,
-        ::prost::Enumeration
-    )]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
     #[repr(i32)]
     pub enum Requester {
         Unspecified = 0,
@@ -353,17 +331,7 @@ pub mod user_certs_request {
             }
         }
     }
-    #[derive(
-        Clone,
-        Copy,
-        Debug,
-        PartialEq,
-        Eq,
-        Hash,
-        PartialOrd,
-        Ord,
-        ::prost::Enumeration
-    )]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
     #[repr(i32)]
     pub enum CertPurpose {
         Unspecified = 0,
@@ -650,10 +618,10 @@ pub mod auth_service_client {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
-    use tonic::codegen::*;
     use tonic::codegen::http::Uri;
+    use tonic::codegen::*;
     /// The Auth service methods tp serves. Method names are the gRPC paths
     /// (`/proto.AuthService/<Method>`); a method tp does not serve answers UNIMPLEMENTED,
     /// which is what makes Teleport's Go client fall back to an older call.
@@ -684,14 +652,13 @@ pub mod auth_service_client {
             F: tonic::service::Interceptor,
             T::ResponseBody: Default,
             T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    http::Request<tonic::body::Body>,
+                    Response = http::Response<
+                        <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    >,
                 >,
-            >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+            <T as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Error:
+                Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             AuthServiceClient::new(InterceptedService::new(inner, interceptor))
         }
@@ -731,64 +698,42 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::PingRequest>,
         ) -> std::result::Result<tonic::Response<super::PingResponse>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static("/proto.AuthService/Ping");
             let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("proto.AuthService", "Ping"));
+            req.extensions_mut()
+                .insert(GrpcMethod::new("proto.AuthService", "Ping"));
             self.inner.unary(req, path, codec).await
         }
         /// Roles.
         pub async fn get_role(
             &mut self,
             request: impl tonic::IntoRequest<super::GetRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetRole",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GetRole");
             let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("proto.AuthService", "GetRole"));
+            req.extensions_mut()
+                .insert(GrpcMethod::new("proto.AuthService", "GetRole"));
             self.inner.unary(req, path, codec).await
         }
         /// Kept for clients older than v15; newer clients page with ListRoles.
         pub async fn get_roles(
             &mut self,
             request: impl tonic::IntoRequest<()>,
-        ) -> std::result::Result<
-            tonic::Response<super::GetRolesResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::GetRolesResponse>, tonic::Status> {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetRoles",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GetRoles");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "GetRoles"));
@@ -797,22 +742,12 @@ pub mod auth_service_client {
         pub async fn list_roles(
             &mut self,
             request: impl tonic::IntoRequest<super::ListRolesRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListRolesResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::ListRolesResponse>, tonic::Status> {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/ListRoles",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/ListRoles");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "ListRoles"));
@@ -821,22 +756,13 @@ pub mod auth_service_client {
         pub async fn create_role(
             &mut self,
             request: impl tonic::IntoRequest<super::CreateRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/CreateRole",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/CreateRole");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "CreateRole"));
@@ -845,22 +771,13 @@ pub mod auth_service_client {
         pub async fn update_role(
             &mut self,
             request: impl tonic::IntoRequest<super::UpdateRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/UpdateRole",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/UpdateRole");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "UpdateRole"));
@@ -869,22 +786,13 @@ pub mod auth_service_client {
         pub async fn upsert_role_v2(
             &mut self,
             request: impl tonic::IntoRequest<super::UpsertRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/UpsertRoleV2",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/UpsertRoleV2");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "UpsertRoleV2"));
@@ -895,18 +803,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::super::types::RoleV6>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/UpsertRole",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/UpsertRole");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "UpsertRole"));
@@ -916,18 +817,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::DeleteRoleRequest>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/DeleteRole",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/DeleteRole");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "DeleteRole"));
@@ -941,18 +835,12 @@ pub mod auth_service_client {
             tonic::Response<tonic::codec::Streaming<super::super::types::RoleV6>>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetCurrentUserRoles",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/proto.AuthService/GetCurrentUserRoles");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "GetCurrentUserRoles"));
@@ -962,45 +850,28 @@ pub mod auth_service_client {
         pub async fn get_user(
             &mut self,
             request: impl tonic::IntoRequest<super::GetUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserV2>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetUser",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GetUser");
             let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("proto.AuthService", "GetUser"));
+            req.extensions_mut()
+                .insert(GrpcMethod::new("proto.AuthService", "GetUser"));
             self.inner.unary(req, path, codec).await
         }
         pub async fn get_current_user(
             &mut self,
             request: impl tonic::IntoRequest<()>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserV2>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetCurrentUser",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GetCurrentUser");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "GetCurrentUser"));
@@ -1013,18 +884,11 @@ pub mod auth_service_client {
             tonic::Response<tonic::codec::Streaming<super::super::types::UserV2>>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetUsers",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GetUsers");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "GetUsers"));
@@ -1034,18 +898,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::super::types::UserV2>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/CreateUser",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/CreateUser");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "CreateUser"));
@@ -1055,18 +912,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::super::types::UserV2>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/UpdateUser",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/UpdateUser");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "UpdateUser"));
@@ -1076,18 +926,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::DeleteUserRequest>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/DeleteUser",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/DeleteUser");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "DeleteUser"));
@@ -1098,18 +941,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::UserCertsRequest>,
         ) -> std::result::Result<tonic::Response<super::Certs>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GenerateUserCerts",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GenerateUserCerts");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "GenerateUserCerts"));
@@ -1123,18 +959,11 @@ pub mod auth_service_client {
             tonic::Response<super::super::types::ProvisionTokenV2>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetToken",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GetToken");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "GetToken"));
@@ -1147,18 +976,11 @@ pub mod auth_service_client {
             tonic::Response<super::super::types::ProvisionTokenV2List>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetTokens",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/GetTokens");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "GetTokens"));
@@ -1168,18 +990,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::CreateTokenV2Request>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/CreateTokenV2",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/CreateTokenV2");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "CreateTokenV2"));
@@ -1189,18 +1004,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::UpsertTokenV2Request>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/UpsertTokenV2",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/UpsertTokenV2");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "UpsertTokenV2"));
@@ -1210,18 +1018,11 @@ pub mod auth_service_client {
             &mut self,
             request: impl tonic::IntoRequest<super::super::types::ResourceRequest>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/DeleteToken",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/DeleteToken");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "DeleteToken"));
@@ -1231,51 +1032,37 @@ pub mod auth_service_client {
         pub async fn create_reset_password_token(
             &mut self,
             request: impl tonic::IntoRequest<super::CreateResetPasswordTokenRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserTokenV3>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/CreateResetPasswordToken",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/proto.AuthService/CreateResetPasswordToken");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new("proto.AuthService", "CreateResetPasswordToken"),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "proto.AuthService",
+                "CreateResetPasswordToken",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn get_reset_password_token(
             &mut self,
             request: impl tonic::IntoRequest<super::GetResetPasswordTokenRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserTokenV3>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/GetResetPasswordToken",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/proto.AuthService/GetResetPasswordToken");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("proto.AuthService", "GetResetPasswordToken"));
+            req.extensions_mut().insert(GrpcMethod::new(
+                "proto.AuthService",
+                "GetResetPasswordToken",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn change_user_authentication(
@@ -1285,23 +1072,17 @@ pub mod auth_service_client {
             tonic::Response<super::ChangeUserAuthenticationResponse>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/ChangeUserAuthentication",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/proto.AuthService/ChangeUserAuthentication");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new("proto.AuthService", "ChangeUserAuthentication"),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "proto.AuthService",
+                "ChangeUserAuthentication",
+            ));
             self.inner.unary(req, path, codec).await
         }
         /// A stream of resource changes: an INIT event, then PUT and DELETE events.
@@ -1312,18 +1093,11 @@ pub mod auth_service_client {
             tonic::Response<tonic::codec::Streaming<super::Event>>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/proto.AuthService/WatchEvents",
-            );
+            let path = http::uri::PathAndQuery::from_static("/proto.AuthService/WatchEvents");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("proto.AuthService", "WatchEvents"));
@@ -1338,7 +1112,7 @@ pub mod auth_service_server {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
     use tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with AuthServiceServer.
@@ -1353,46 +1127,28 @@ pub mod auth_service_server {
         async fn get_role(
             &self,
             request: tonic::Request<super::GetRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
         /// Kept for clients older than v15; newer clients page with ListRoles.
         async fn get_roles(
             &self,
             request: tonic::Request<()>,
-        ) -> std::result::Result<
-            tonic::Response<super::GetRolesResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::GetRolesResponse>, tonic::Status>;
         async fn list_roles(
             &self,
             request: tonic::Request<super::ListRolesRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListRolesResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::ListRolesResponse>, tonic::Status>;
         async fn create_role(
             &self,
             request: tonic::Request<super::CreateRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
         async fn update_role(
             &self,
             request: tonic::Request<super::UpdateRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
         async fn upsert_role_v2(
             &self,
             request: tonic::Request<super::UpsertRoleRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::RoleV6>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
         /// Deprecated upsert that returns nothing; the fallback of UpsertRoleV2.
         async fn upsert_role(
             &self,
@@ -1405,37 +1161,26 @@ pub mod auth_service_server {
         /// Server streaming response type for the GetCurrentUserRoles method.
         type GetCurrentUserRolesStream: tonic::codegen::tokio_stream::Stream<
                 Item = std::result::Result<super::super::types::RoleV6, tonic::Status>,
-            >
-            + std::marker::Send
+            > + std::marker::Send
             + 'static;
         /// The caller's own roles, one message each.
         async fn get_current_user_roles(
             &self,
             request: tonic::Request<()>,
-        ) -> std::result::Result<
-            tonic::Response<Self::GetCurrentUserRolesStream>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<Self::GetCurrentUserRolesStream>, tonic::Status>;
         /// Legacy user calls (teleport.users.v1.UsersService supersedes them).
         async fn get_user(
             &self,
             request: tonic::Request<super::GetUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserV2>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>;
         async fn get_current_user(
             &self,
             request: tonic::Request<()>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserV2>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>;
         /// Server streaming response type for the GetUsers method.
         type GetUsersStream: tonic::codegen::tokio_stream::Stream<
                 Item = std::result::Result<super::super::types::UserV2, tonic::Status>,
-            >
-            + std::marker::Send
+            > + std::marker::Send
             + 'static;
         async fn get_users(
             &self,
@@ -1489,17 +1234,11 @@ pub mod auth_service_server {
         async fn create_reset_password_token(
             &self,
             request: tonic::Request<super::CreateResetPasswordTokenRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserTokenV3>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>;
         async fn get_reset_password_token(
             &self,
             request: tonic::Request<super::GetResetPasswordTokenRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::super::types::UserTokenV3>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>;
         async fn change_user_authentication(
             &self,
             request: tonic::Request<super::ChangeUserAuthenticationRequest>,
@@ -1510,17 +1249,13 @@ pub mod auth_service_server {
         /// Server streaming response type for the WatchEvents method.
         type WatchEventsStream: tonic::codegen::tokio_stream::Stream<
                 Item = std::result::Result<super::Event, tonic::Status>,
-            >
-            + std::marker::Send
+            > + std::marker::Send
             + 'static;
         /// A stream of resource changes: an INIT event, then PUT and DELETE events.
         async fn watch_events(
             &self,
             request: tonic::Request<super::Watch>,
-        ) -> std::result::Result<
-            tonic::Response<Self::WatchEventsStream>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<Self::WatchEventsStream>, tonic::Status>;
     }
     /// The Auth service methods tp serves. Method names are the gRPC paths
     /// (`/proto.AuthService/<Method>`); a method tp does not serve answers UNIMPLEMENTED,
@@ -1546,10 +1281,7 @@ pub mod auth_service_server {
                 max_encoding_message_size: None,
             }
         }
-        pub fn with_interceptor<F>(
-            inner: T,
-            interceptor: F,
-        ) -> InterceptedService<Self, F>
+        pub fn with_interceptor<F>(inner: T, interceptor: F) -> InterceptedService<Self, F>
         where
             F: tonic::service::Interceptor,
         {
@@ -1604,21 +1336,16 @@ pub mod auth_service_server {
                 "/proto.AuthService/Ping" => {
                     #[allow(non_camel_case_types)]
                     struct PingSvc<T: AuthService>(pub Arc<T>);
-                    impl<T: AuthService> tonic::server::UnaryService<super::PingRequest>
-                    for PingSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::PingRequest> for PingSvc<T> {
                         type Response = super::PingResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::PingRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as AuthService>::ping(&inner, request).await
-                            };
+                            let fut =
+                                async move { <T as AuthService>::ping(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -1647,23 +1374,16 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetRole" => {
                     #[allow(non_camel_case_types)]
                     struct GetRoleSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::GetRoleRequest>
-                    for GetRoleSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::GetRoleRequest> for GetRoleSvc<T> {
                         type Response = super::super::types::RoleV6;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetRoleRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as AuthService>::get_role(&inner, request).await
-                            };
+                            let fut =
+                                async move { <T as AuthService>::get_role(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -1692,18 +1412,13 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetRoles" => {
                     #[allow(non_camel_case_types)]
                     struct GetRolesSvc<T: AuthService>(pub Arc<T>);
-                    impl<T: AuthService> tonic::server::UnaryService<()>
-                    for GetRolesSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<()> for GetRolesSvc<T> {
                         type Response = super::GetRolesResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(&mut self, request: tonic::Request<()>) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as AuthService>::get_roles(&inner, request).await
-                            };
+                            let fut =
+                                async move { <T as AuthService>::get_roles(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -1732,15 +1447,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/ListRoles" => {
                     #[allow(non_camel_case_types)]
                     struct ListRolesSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::ListRolesRequest>
-                    for ListRolesSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::ListRolesRequest> for ListRolesSvc<T> {
                         type Response = super::ListRolesResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::ListRolesRequest>,
@@ -1777,15 +1486,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/CreateRole" => {
                     #[allow(non_camel_case_types)]
                     struct CreateRoleSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::CreateRoleRequest>
-                    for CreateRoleSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::CreateRoleRequest> for CreateRoleSvc<T> {
                         type Response = super::super::types::RoleV6;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::CreateRoleRequest>,
@@ -1822,15 +1525,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/UpdateRole" => {
                     #[allow(non_camel_case_types)]
                     struct UpdateRoleSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::UpdateRoleRequest>
-                    for UpdateRoleSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::UpdateRoleRequest> for UpdateRoleSvc<T> {
                         type Response = super::super::types::RoleV6;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::UpdateRoleRequest>,
@@ -1867,15 +1564,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/UpsertRoleV2" => {
                     #[allow(non_camel_case_types)]
                     struct UpsertRoleV2Svc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::UpsertRoleRequest>
-                    for UpsertRoleV2Svc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::UpsertRoleRequest> for UpsertRoleV2Svc<T> {
                         type Response = super::super::types::RoleV6;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::UpsertRoleRequest>,
@@ -1912,15 +1603,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/UpsertRole" => {
                     #[allow(non_camel_case_types)]
                     struct UpsertRoleSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::super::types::RoleV6>
-                    for UpsertRoleSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::super::types::RoleV6> for UpsertRoleSvc<T> {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::super::types::RoleV6>,
@@ -1957,15 +1642,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/DeleteRole" => {
                     #[allow(non_camel_case_types)]
                     struct DeleteRoleSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::DeleteRoleRequest>
-                    for DeleteRoleSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::DeleteRoleRequest> for DeleteRoleSvc<T> {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::DeleteRoleRequest>,
@@ -2002,19 +1681,15 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetCurrentUserRoles" => {
                     #[allow(non_camel_case_types)]
                     struct GetCurrentUserRolesSvc<T: AuthService>(pub Arc<T>);
-                    impl<T: AuthService> tonic::server::ServerStreamingService<()>
-                    for GetCurrentUserRolesSvc<T> {
+                    impl<T: AuthService> tonic::server::ServerStreamingService<()> for GetCurrentUserRolesSvc<T> {
                         type Response = super::super::types::RoleV6;
                         type ResponseStream = T::GetCurrentUserRolesStream;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::ResponseStream>,
-                            tonic::Status,
-                        >;
+                        type Future =
+                            BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(&mut self, request: tonic::Request<()>) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as AuthService>::get_current_user_roles(&inner, request)
-                                    .await
+                                <T as AuthService>::get_current_user_roles(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -2044,23 +1719,16 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetUser" => {
                     #[allow(non_camel_case_types)]
                     struct GetUserSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::GetUserRequest>
-                    for GetUserSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::GetUserRequest> for GetUserSvc<T> {
                         type Response = super::super::types::UserV2;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetUserRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as AuthService>::get_user(&inner, request).await
-                            };
+                            let fut =
+                                async move { <T as AuthService>::get_user(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -2089,13 +1757,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetCurrentUser" => {
                     #[allow(non_camel_case_types)]
                     struct GetCurrentUserSvc<T: AuthService>(pub Arc<T>);
-                    impl<T: AuthService> tonic::server::UnaryService<()>
-                    for GetCurrentUserSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<()> for GetCurrentUserSvc<T> {
                         type Response = super::super::types::UserV2;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(&mut self, request: tonic::Request<()>) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
@@ -2129,24 +1793,21 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetUsers" => {
                     #[allow(non_camel_case_types)]
                     struct GetUsersSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::ServerStreamingService<super::GetUsersRequest>
-                    for GetUsersSvc<T> {
+                    impl<T: AuthService>
+                        tonic::server::ServerStreamingService<super::GetUsersRequest>
+                        for GetUsersSvc<T>
+                    {
                         type Response = super::super::types::UserV2;
                         type ResponseStream = T::GetUsersStream;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::ResponseStream>,
-                            tonic::Status,
-                        >;
+                        type Future =
+                            BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetUsersRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as AuthService>::get_users(&inner, request).await
-                            };
+                            let fut =
+                                async move { <T as AuthService>::get_users(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -2175,15 +1836,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/CreateUser" => {
                     #[allow(non_camel_case_types)]
                     struct CreateUserSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::super::types::UserV2>
-                    for CreateUserSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::super::types::UserV2> for CreateUserSvc<T> {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::super::types::UserV2>,
@@ -2220,15 +1875,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/UpdateUser" => {
                     #[allow(non_camel_case_types)]
                     struct UpdateUserSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::super::types::UserV2>
-                    for UpdateUserSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::super::types::UserV2> for UpdateUserSvc<T> {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::super::types::UserV2>,
@@ -2265,15 +1914,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/DeleteUser" => {
                     #[allow(non_camel_case_types)]
                     struct DeleteUserSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::DeleteUserRequest>
-                    for DeleteUserSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::DeleteUserRequest> for DeleteUserSvc<T> {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::DeleteUserRequest>,
@@ -2310,23 +1953,18 @@ pub mod auth_service_server {
                 "/proto.AuthService/GenerateUserCerts" => {
                     #[allow(non_camel_case_types)]
                     struct GenerateUserCertsSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::UserCertsRequest>
-                    for GenerateUserCertsSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::UserCertsRequest>
+                        for GenerateUserCertsSvc<T>
+                    {
                         type Response = super::Certs;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::UserCertsRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as AuthService>::generate_user_certs(&inner, request)
-                                    .await
+                                <T as AuthService>::generate_user_certs(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -2356,23 +1994,19 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetToken" => {
                     #[allow(non_camel_case_types)]
                     struct GetTokenSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::super::types::ResourceRequest>
-                    for GetTokenSvc<T> {
+                    impl<T: AuthService>
+                        tonic::server::UnaryService<super::super::types::ResourceRequest>
+                        for GetTokenSvc<T>
+                    {
                         type Response = super::super::types::ProvisionTokenV2;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::super::types::ResourceRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as AuthService>::get_token(&inner, request).await
-                            };
+                            let fut =
+                                async move { <T as AuthService>::get_token(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -2401,13 +2035,9 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetTokens" => {
                     #[allow(non_camel_case_types)]
                     struct GetTokensSvc<T: AuthService>(pub Arc<T>);
-                    impl<T: AuthService> tonic::server::UnaryService<()>
-                    for GetTokensSvc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<()> for GetTokensSvc<T> {
                         type Response = super::super::types::ProvisionTokenV2List;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(&mut self, request: tonic::Request<()>) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
@@ -2441,15 +2071,11 @@ pub mod auth_service_server {
                 "/proto.AuthService/CreateTokenV2" => {
                     #[allow(non_camel_case_types)]
                     struct CreateTokenV2Svc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::CreateTokenV2Request>
-                    for CreateTokenV2Svc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::CreateTokenV2Request>
+                        for CreateTokenV2Svc<T>
+                    {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::CreateTokenV2Request>,
@@ -2486,15 +2112,11 @@ pub mod auth_service_server {
                 "/proto.AuthService/UpsertTokenV2" => {
                     #[allow(non_camel_case_types)]
                     struct UpsertTokenV2Svc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::UpsertTokenV2Request>
-                    for UpsertTokenV2Svc<T> {
+                    impl<T: AuthService> tonic::server::UnaryService<super::UpsertTokenV2Request>
+                        for UpsertTokenV2Svc<T>
+                    {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::UpsertTokenV2Request>,
@@ -2531,15 +2153,12 @@ pub mod auth_service_server {
                 "/proto.AuthService/DeleteToken" => {
                     #[allow(non_camel_case_types)]
                     struct DeleteTokenSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::super::types::ResourceRequest>
-                    for DeleteTokenSvc<T> {
+                    impl<T: AuthService>
+                        tonic::server::UnaryService<super::super::types::ResourceRequest>
+                        for DeleteTokenSvc<T>
+                    {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::super::types::ResourceRequest>,
@@ -2576,27 +2195,19 @@ pub mod auth_service_server {
                 "/proto.AuthService/CreateResetPasswordToken" => {
                     #[allow(non_camel_case_types)]
                     struct CreateResetPasswordTokenSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::CreateResetPasswordTokenRequest>
-                    for CreateResetPasswordTokenSvc<T> {
+                    impl<T: AuthService>
+                        tonic::server::UnaryService<super::CreateResetPasswordTokenRequest>
+                        for CreateResetPasswordTokenSvc<T>
+                    {
                         type Response = super::super::types::UserTokenV3;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
-                            request: tonic::Request<
-                                super::CreateResetPasswordTokenRequest,
-                            >,
+                            request: tonic::Request<super::CreateResetPasswordTokenRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as AuthService>::create_reset_password_token(
-                                        &inner,
-                                        request,
-                                    )
+                                <T as AuthService>::create_reset_password_token(&inner, request)
                                     .await
                             };
                             Box::pin(fut)
@@ -2627,26 +2238,19 @@ pub mod auth_service_server {
                 "/proto.AuthService/GetResetPasswordToken" => {
                     #[allow(non_camel_case_types)]
                     struct GetResetPasswordTokenSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::GetResetPasswordTokenRequest>
-                    for GetResetPasswordTokenSvc<T> {
+                    impl<T: AuthService>
+                        tonic::server::UnaryService<super::GetResetPasswordTokenRequest>
+                        for GetResetPasswordTokenSvc<T>
+                    {
                         type Response = super::super::types::UserTokenV3;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetResetPasswordTokenRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as AuthService>::get_reset_password_token(
-                                        &inner,
-                                        request,
-                                    )
-                                    .await
+                                <T as AuthService>::get_reset_password_token(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -2676,27 +2280,19 @@ pub mod auth_service_server {
                 "/proto.AuthService/ChangeUserAuthentication" => {
                     #[allow(non_camel_case_types)]
                     struct ChangeUserAuthenticationSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::UnaryService<super::ChangeUserAuthenticationRequest>
-                    for ChangeUserAuthenticationSvc<T> {
+                    impl<T: AuthService>
+                        tonic::server::UnaryService<super::ChangeUserAuthenticationRequest>
+                        for ChangeUserAuthenticationSvc<T>
+                    {
                         type Response = super::ChangeUserAuthenticationResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
-                            request: tonic::Request<
-                                super::ChangeUserAuthenticationRequest,
-                            >,
+                            request: tonic::Request<super::ChangeUserAuthenticationRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as AuthService>::change_user_authentication(
-                                        &inner,
-                                        request,
-                                    )
+                                <T as AuthService>::change_user_authentication(&inner, request)
                                     .await
                             };
                             Box::pin(fut)
@@ -2727,20 +2323,12 @@ pub mod auth_service_server {
                 "/proto.AuthService/WatchEvents" => {
                     #[allow(non_camel_case_types)]
                     struct WatchEventsSvc<T: AuthService>(pub Arc<T>);
-                    impl<
-                        T: AuthService,
-                    > tonic::server::ServerStreamingService<super::Watch>
-                    for WatchEventsSvc<T> {
+                    impl<T: AuthService> tonic::server::ServerStreamingService<super::Watch> for WatchEventsSvc<T> {
                         type Response = super::Event;
                         type ResponseStream = T::WatchEventsStream;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::ResponseStream>,
-                            tonic::Status,
-                        >;
-                        fn call(
-                            &mut self,
-                            request: tonic::Request<super::Watch>,
-                        ) -> Self::Future {
+                        type Future =
+                            BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
+                        fn call(&mut self, request: tonic::Request<super::Watch>) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
                                 <T as AuthService>::watch_events(&inner, request).await
@@ -2770,25 +2358,19 @@ pub mod auth_service_server {
                     };
                     Box::pin(fut)
                 }
-                _ => {
-                    Box::pin(async move {
-                        let mut response = http::Response::new(
-                            tonic::body::Body::default(),
-                        );
-                        let headers = response.headers_mut();
-                        headers
-                            .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
-                            );
-                        headers
-                            .insert(
-                                http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
-                            );
-                        Ok(response)
-                    })
-                }
+                _ => Box::pin(async move {
+                    let mut response = http::Response::new(tonic::body::Body::default());
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        tonic::Status::GRPC_STATUS,
+                        (tonic::Code::Unimplemented as i32).into(),
+                    );
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        tonic::metadata::GRPC_CONTENT_TYPE,
+                    );
+                    Ok(response)
+                }),
             }
         }
     }

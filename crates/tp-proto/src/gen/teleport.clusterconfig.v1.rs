@@ -11,10 +11,10 @@ pub mod cluster_config_service_client {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
-    use tonic::codegen::*;
     use tonic::codegen::http::Uri;
+    use tonic::codegen::*;
     /// Cluster-wide configuration. Teleport's service has more methods (networking, session
     /// recording, auth preference, access graph); tp answers UNIMPLEMENTED for those.
     #[derive(Debug, Clone)]
@@ -44,14 +44,13 @@ pub mod cluster_config_service_client {
             F: tonic::service::Interceptor,
             T::ResponseBody: Default,
             T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    http::Request<tonic::body::Body>,
+                    Response = http::Response<
+                        <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    >,
                 >,
-            >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+            <T as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Error:
+                Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             ClusterConfigServiceClient::new(InterceptedService::new(inner, interceptor))
         }
@@ -94,26 +93,18 @@ pub mod cluster_config_service_client {
             tonic::Response<super::super::super::super::types::ClusterNameV2>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.clusterconfig.v1.ClusterConfigService/GetClusterName",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new(
-                        "teleport.clusterconfig.v1.ClusterConfigService",
-                        "GetClusterName",
-                    ),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.clusterconfig.v1.ClusterConfigService",
+                "GetClusterName",
+            ));
             self.inner.unary(req, path, codec).await
         }
     }
@@ -125,7 +116,7 @@ pub mod cluster_config_service_server {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
     use tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with ClusterConfigServiceServer.
@@ -163,10 +154,7 @@ pub mod cluster_config_service_server {
                 max_encoding_message_size: None,
             }
         }
-        pub fn with_interceptor<F>(
-            inner: T,
-            interceptor: F,
-        ) -> InterceptedService<Self, F>
+        pub fn with_interceptor<F>(inner: T, interceptor: F) -> InterceptedService<Self, F>
         where
             F: tonic::service::Interceptor,
         {
@@ -201,8 +189,7 @@ pub mod cluster_config_service_server {
             self
         }
     }
-    impl<T, B> tonic::codegen::Service<http::Request<B>>
-    for ClusterConfigServiceServer<T>
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for ClusterConfigServiceServer<T>
     where
         T: ClusterConfigService,
         B: Body + std::marker::Send + 'static,
@@ -222,26 +209,19 @@ pub mod cluster_config_service_server {
                 "/teleport.clusterconfig.v1.ClusterConfigService/GetClusterName" => {
                     #[allow(non_camel_case_types)]
                     struct GetClusterNameSvc<T: ClusterConfigService>(pub Arc<T>);
-                    impl<
-                        T: ClusterConfigService,
-                    > tonic::server::UnaryService<super::GetClusterNameRequest>
-                    for GetClusterNameSvc<T> {
+                    impl<T: ClusterConfigService>
+                        tonic::server::UnaryService<super::GetClusterNameRequest>
+                        for GetClusterNameSvc<T>
+                    {
                         type Response = super::super::super::super::types::ClusterNameV2;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetClusterNameRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as ClusterConfigService>::get_cluster_name(
-                                        &inner,
-                                        request,
-                                    )
-                                    .await
+                                <T as ClusterConfigService>::get_cluster_name(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -268,25 +248,19 @@ pub mod cluster_config_service_server {
                     };
                     Box::pin(fut)
                 }
-                _ => {
-                    Box::pin(async move {
-                        let mut response = http::Response::new(
-                            tonic::body::Body::default(),
-                        );
-                        let headers = response.headers_mut();
-                        headers
-                            .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
-                            );
-                        headers
-                            .insert(
-                                http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
-                            );
-                        Ok(response)
-                    })
-                }
+                _ => Box::pin(async move {
+                    let mut response = http::Response::new(tonic::body::Body::default());
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        tonic::Status::GRPC_STATUS,
+                        (tonic::Code::Unimplemented as i32).into(),
+                    );
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        tonic::metadata::GRPC_CONTENT_TYPE,
+                    );
+                    Ok(response)
+                }),
             }
         }
     }

@@ -20,9 +20,7 @@ pub struct GetCertAuthoritiesRequest {
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GetCertAuthoritiesResponse {
     #[prost(message, repeated, tag = "1")]
-    pub cert_authorities_v2: ::prost::alloc::vec::Vec<
-        super::super::super::types::CertAuthorityV2,
-    >,
+    pub cert_authorities_v2: ::prost::alloc::vec::Vec<super::super::super::types::CertAuthorityV2>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteCertAuthorityRequest {
@@ -34,9 +32,7 @@ pub struct DeleteCertAuthorityRequest {
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UpsertCertAuthorityRequest {
     #[prost(message, optional, tag = "1")]
-    pub cert_authority: ::core::option::Option<
-        super::super::super::types::CertAuthorityV2,
-    >,
+    pub cert_authority: ::core::option::Option<super::super::super::types::CertAuthorityV2>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RotateCertAuthorityRequest {
@@ -65,9 +61,7 @@ pub struct RotateCertAuthorityResponse {}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RotateExternalCertAuthorityRequest {
     #[prost(message, optional, tag = "1")]
-    pub cert_authority: ::core::option::Option<
-        super::super::super::types::CertAuthorityV2,
-    >,
+    pub cert_authority: ::core::option::Option<super::super::super::types::CertAuthorityV2>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RotateExternalCertAuthorityResponse {}
@@ -100,10 +94,10 @@ pub mod trust_service_client {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
-    use tonic::codegen::*;
     use tonic::codegen::http::Uri;
+    use tonic::codegen::*;
     /// Certificate authorities. Private key material is stripped from every reply unless
     /// include_key is set and the caller may read secrets.
     #[derive(Debug, Clone)]
@@ -133,14 +127,13 @@ pub mod trust_service_client {
             F: tonic::service::Interceptor,
             T::ResponseBody: Default,
             T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    http::Request<tonic::body::Body>,
+                    Response = http::Response<
+                        <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    >,
                 >,
-            >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+            <T as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Error:
+                Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             TrustServiceClient::new(InterceptedService::new(inner, interceptor))
         }
@@ -182,78 +175,55 @@ pub mod trust_service_client {
             tonic::Response<super::super::super::super::types::CertAuthorityV2>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.trust.v1.TrustService/GetCertAuthority",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new("teleport.trust.v1.TrustService", "GetCertAuthority"),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.trust.v1.TrustService",
+                "GetCertAuthority",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn get_cert_authorities(
             &mut self,
             request: impl tonic::IntoRequest<super::GetCertAuthoritiesRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::GetCertAuthoritiesResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::GetCertAuthoritiesResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.trust.v1.TrustService/GetCertAuthorities",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new(
-                        "teleport.trust.v1.TrustService",
-                        "GetCertAuthorities",
-                    ),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.trust.v1.TrustService",
+                "GetCertAuthorities",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn delete_cert_authority(
             &mut self,
             request: impl tonic::IntoRequest<super::DeleteCertAuthorityRequest>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.trust.v1.TrustService/DeleteCertAuthority",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new(
-                        "teleport.trust.v1.TrustService",
-                        "DeleteCertAuthority",
-                    ),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.trust.v1.TrustService",
+                "DeleteCertAuthority",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn upsert_cert_authority(
@@ -263,55 +233,37 @@ pub mod trust_service_client {
             tonic::Response<super::super::super::super::types::CertAuthorityV2>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.trust.v1.TrustService/UpsertCertAuthority",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new(
-                        "teleport.trust.v1.TrustService",
-                        "UpsertCertAuthority",
-                    ),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.trust.v1.TrustService",
+                "UpsertCertAuthority",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn rotate_cert_authority(
             &mut self,
             request: impl tonic::IntoRequest<super::RotateCertAuthorityRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::RotateCertAuthorityResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::RotateCertAuthorityResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.trust.v1.TrustService/RotateCertAuthority",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new(
-                        "teleport.trust.v1.TrustService",
-                        "RotateCertAuthority",
-                    ),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.trust.v1.TrustService",
+                "RotateCertAuthority",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn rotate_external_cert_authority(
@@ -321,52 +273,37 @@ pub mod trust_service_client {
             tonic::Response<super::RotateExternalCertAuthorityResponse>,
             tonic::Status,
         > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.trust.v1.TrustService/RotateExternalCertAuthority",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new(
-                        "teleport.trust.v1.TrustService",
-                        "RotateExternalCertAuthority",
-                    ),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.trust.v1.TrustService",
+                "RotateExternalCertAuthority",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn generate_host_cert(
             &mut self,
             request: impl tonic::IntoRequest<super::GenerateHostCertRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::GenerateHostCertResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::GenerateHostCertResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/teleport.trust.v1.TrustService/GenerateHostCert",
             );
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(
-                    GrpcMethod::new("teleport.trust.v1.TrustService", "GenerateHostCert"),
-                );
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.trust.v1.TrustService",
+                "GenerateHostCert",
+            ));
             self.inner.unary(req, path, codec).await
         }
     }
@@ -378,7 +315,7 @@ pub mod trust_service_server {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
     use tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with TrustServiceServer.
@@ -394,10 +331,7 @@ pub mod trust_service_server {
         async fn get_cert_authorities(
             &self,
             request: tonic::Request<super::GetCertAuthoritiesRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::GetCertAuthoritiesResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::GetCertAuthoritiesResponse>, tonic::Status>;
         async fn delete_cert_authority(
             &self,
             request: tonic::Request<super::DeleteCertAuthorityRequest>,
@@ -412,10 +346,7 @@ pub mod trust_service_server {
         async fn rotate_cert_authority(
             &self,
             request: tonic::Request<super::RotateCertAuthorityRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::RotateCertAuthorityResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::RotateCertAuthorityResponse>, tonic::Status>;
         async fn rotate_external_cert_authority(
             &self,
             request: tonic::Request<super::RotateExternalCertAuthorityRequest>,
@@ -426,10 +357,7 @@ pub mod trust_service_server {
         async fn generate_host_cert(
             &self,
             request: tonic::Request<super::GenerateHostCertRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::GenerateHostCertResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::GenerateHostCertResponse>, tonic::Status>;
     }
     /// Certificate authorities. Private key material is stripped from every reply unless
     /// include_key is set and the caller may read secrets.
@@ -454,10 +382,7 @@ pub mod trust_service_server {
                 max_encoding_message_size: None,
             }
         }
-        pub fn with_interceptor<F>(
-            inner: T,
-            interceptor: F,
-        ) -> InterceptedService<Self, F>
+        pub fn with_interceptor<F>(inner: T, interceptor: F) -> InterceptedService<Self, F>
         where
             F: tonic::service::Interceptor,
         {
@@ -512,23 +437,19 @@ pub mod trust_service_server {
                 "/teleport.trust.v1.TrustService/GetCertAuthority" => {
                     #[allow(non_camel_case_types)]
                     struct GetCertAuthoritySvc<T: TrustService>(pub Arc<T>);
-                    impl<
-                        T: TrustService,
-                    > tonic::server::UnaryService<super::GetCertAuthorityRequest>
-                    for GetCertAuthoritySvc<T> {
+                    impl<T: TrustService>
+                        tonic::server::UnaryService<super::GetCertAuthorityRequest>
+                        for GetCertAuthoritySvc<T>
+                    {
                         type Response = super::super::super::super::types::CertAuthorityV2;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetCertAuthorityRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as TrustService>::get_cert_authority(&inner, request)
-                                    .await
+                                <T as TrustService>::get_cert_authority(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -558,23 +479,19 @@ pub mod trust_service_server {
                 "/teleport.trust.v1.TrustService/GetCertAuthorities" => {
                     #[allow(non_camel_case_types)]
                     struct GetCertAuthoritiesSvc<T: TrustService>(pub Arc<T>);
-                    impl<
-                        T: TrustService,
-                    > tonic::server::UnaryService<super::GetCertAuthoritiesRequest>
-                    for GetCertAuthoritiesSvc<T> {
+                    impl<T: TrustService>
+                        tonic::server::UnaryService<super::GetCertAuthoritiesRequest>
+                        for GetCertAuthoritiesSvc<T>
+                    {
                         type Response = super::GetCertAuthoritiesResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetCertAuthoritiesRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as TrustService>::get_cert_authorities(&inner, request)
-                                    .await
+                                <T as TrustService>::get_cert_authorities(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -604,23 +521,19 @@ pub mod trust_service_server {
                 "/teleport.trust.v1.TrustService/DeleteCertAuthority" => {
                     #[allow(non_camel_case_types)]
                     struct DeleteCertAuthoritySvc<T: TrustService>(pub Arc<T>);
-                    impl<
-                        T: TrustService,
-                    > tonic::server::UnaryService<super::DeleteCertAuthorityRequest>
-                    for DeleteCertAuthoritySvc<T> {
+                    impl<T: TrustService>
+                        tonic::server::UnaryService<super::DeleteCertAuthorityRequest>
+                        for DeleteCertAuthoritySvc<T>
+                    {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::DeleteCertAuthorityRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as TrustService>::delete_cert_authority(&inner, request)
-                                    .await
+                                <T as TrustService>::delete_cert_authority(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -650,23 +563,19 @@ pub mod trust_service_server {
                 "/teleport.trust.v1.TrustService/UpsertCertAuthority" => {
                     #[allow(non_camel_case_types)]
                     struct UpsertCertAuthoritySvc<T: TrustService>(pub Arc<T>);
-                    impl<
-                        T: TrustService,
-                    > tonic::server::UnaryService<super::UpsertCertAuthorityRequest>
-                    for UpsertCertAuthoritySvc<T> {
+                    impl<T: TrustService>
+                        tonic::server::UnaryService<super::UpsertCertAuthorityRequest>
+                        for UpsertCertAuthoritySvc<T>
+                    {
                         type Response = super::super::super::super::types::CertAuthorityV2;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::UpsertCertAuthorityRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as TrustService>::upsert_cert_authority(&inner, request)
-                                    .await
+                                <T as TrustService>::upsert_cert_authority(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -696,23 +605,19 @@ pub mod trust_service_server {
                 "/teleport.trust.v1.TrustService/RotateCertAuthority" => {
                     #[allow(non_camel_case_types)]
                     struct RotateCertAuthoritySvc<T: TrustService>(pub Arc<T>);
-                    impl<
-                        T: TrustService,
-                    > tonic::server::UnaryService<super::RotateCertAuthorityRequest>
-                    for RotateCertAuthoritySvc<T> {
+                    impl<T: TrustService>
+                        tonic::server::UnaryService<super::RotateCertAuthorityRequest>
+                        for RotateCertAuthoritySvc<T>
+                    {
                         type Response = super::RotateCertAuthorityResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::RotateCertAuthorityRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as TrustService>::rotate_cert_authority(&inner, request)
-                                    .await
+                                <T as TrustService>::rotate_cert_authority(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -742,28 +647,19 @@ pub mod trust_service_server {
                 "/teleport.trust.v1.TrustService/RotateExternalCertAuthority" => {
                     #[allow(non_camel_case_types)]
                     struct RotateExternalCertAuthoritySvc<T: TrustService>(pub Arc<T>);
-                    impl<
-                        T: TrustService,
-                    > tonic::server::UnaryService<
-                        super::RotateExternalCertAuthorityRequest,
-                    > for RotateExternalCertAuthoritySvc<T> {
+                    impl<T: TrustService>
+                        tonic::server::UnaryService<super::RotateExternalCertAuthorityRequest>
+                        for RotateExternalCertAuthoritySvc<T>
+                    {
                         type Response = super::RotateExternalCertAuthorityResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
-                            request: tonic::Request<
-                                super::RotateExternalCertAuthorityRequest,
-                            >,
+                            request: tonic::Request<super::RotateExternalCertAuthorityRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as TrustService>::rotate_external_cert_authority(
-                                        &inner,
-                                        request,
-                                    )
+                                <T as TrustService>::rotate_external_cert_authority(&inner, request)
                                     .await
                             };
                             Box::pin(fut)
@@ -794,23 +690,19 @@ pub mod trust_service_server {
                 "/teleport.trust.v1.TrustService/GenerateHostCert" => {
                     #[allow(non_camel_case_types)]
                     struct GenerateHostCertSvc<T: TrustService>(pub Arc<T>);
-                    impl<
-                        T: TrustService,
-                    > tonic::server::UnaryService<super::GenerateHostCertRequest>
-                    for GenerateHostCertSvc<T> {
+                    impl<T: TrustService>
+                        tonic::server::UnaryService<super::GenerateHostCertRequest>
+                        for GenerateHostCertSvc<T>
+                    {
                         type Response = super::GenerateHostCertResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GenerateHostCertRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as TrustService>::generate_host_cert(&inner, request)
-                                    .await
+                                <T as TrustService>::generate_host_cert(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -837,25 +729,19 @@ pub mod trust_service_server {
                     };
                     Box::pin(fut)
                 }
-                _ => {
-                    Box::pin(async move {
-                        let mut response = http::Response::new(
-                            tonic::body::Body::default(),
-                        );
-                        let headers = response.headers_mut();
-                        headers
-                            .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
-                            );
-                        headers
-                            .insert(
-                                http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
-                            );
-                        Ok(response)
-                    })
-                }
+                _ => Box::pin(async move {
+                    let mut response = http::Response::new(tonic::body::Body::default());
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        tonic::Status::GRPC_STATUS,
+                        (tonic::Code::Unimplemented as i32).into(),
+                    );
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        tonic::metadata::GRPC_CONTENT_TYPE,
+                    );
+                    Ok(response)
+                }),
             }
         }
     }

@@ -82,9 +82,7 @@ pub struct ResetUserRequest {
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ResetUserResponse {
     #[prost(message, optional, tag = "1")]
-    pub password_reset_token: ::core::option::Option<
-        super::super::super::types::UserTokenV3,
-    >,
+    pub password_reset_token: ::core::option::Option<super::super::super::types::UserTokenV3>,
 }
 /// Generated client implementations.
 pub mod users_service_client {
@@ -93,10 +91,10 @@ pub mod users_service_client {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
-    use tonic::codegen::*;
     use tonic::codegen::http::Uri;
+    use tonic::codegen::*;
     /// Users (replaces the legacy user calls of proto.AuthService).
     #[derive(Debug, Clone)]
     pub struct UsersServiceClient<T> {
@@ -125,14 +123,13 @@ pub mod users_service_client {
             F: tonic::service::Interceptor,
             T::ResponseBody: Default,
             T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    http::Request<tonic::body::Body>,
+                    Response = http::Response<
+                        <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    >,
                 >,
-            >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+            <T as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Error:
+                Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             UsersServiceClient::new(InterceptedService::new(inner, interceptor))
         }
@@ -170,22 +167,13 @@ pub mod users_service_client {
         pub async fn get_user(
             &mut self,
             request: impl tonic::IntoRequest<super::GetUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::GetUserResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::GetUserResponse>, tonic::Status> {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/teleport.users.v1.UsersService/GetUser",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/teleport.users.v1.UsersService/GetUser");
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("teleport.users.v1.UsersService", "GetUser"));
@@ -194,142 +182,106 @@ pub mod users_service_client {
         pub async fn list_users(
             &mut self,
             request: impl tonic::IntoRequest<super::ListUsersRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListUsersResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::ListUsersResponse>, tonic::Status> {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/teleport.users.v1.UsersService/ListUsers",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/teleport.users.v1.UsersService/ListUsers");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("teleport.users.v1.UsersService", "ListUsers"));
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.users.v1.UsersService",
+                "ListUsers",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn create_user(
             &mut self,
             request: impl tonic::IntoRequest<super::CreateUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::CreateUserResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::CreateUserResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/teleport.users.v1.UsersService/CreateUser",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/teleport.users.v1.UsersService/CreateUser");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("teleport.users.v1.UsersService", "CreateUser"));
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.users.v1.UsersService",
+                "CreateUser",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn update_user(
             &mut self,
             request: impl tonic::IntoRequest<super::UpdateUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::UpdateUserResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::UpdateUserResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/teleport.users.v1.UsersService/UpdateUser",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/teleport.users.v1.UsersService/UpdateUser");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("teleport.users.v1.UsersService", "UpdateUser"));
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.users.v1.UsersService",
+                "UpdateUser",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn upsert_user(
             &mut self,
             request: impl tonic::IntoRequest<super::UpsertUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::UpsertUserResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::UpsertUserResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/teleport.users.v1.UsersService/UpsertUser",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/teleport.users.v1.UsersService/UpsertUser");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("teleport.users.v1.UsersService", "UpsertUser"));
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.users.v1.UsersService",
+                "UpsertUser",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn delete_user(
             &mut self,
             request: impl tonic::IntoRequest<super::DeleteUserRequest>,
         ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/teleport.users.v1.UsersService/DeleteUser",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/teleport.users.v1.UsersService/DeleteUser");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("teleport.users.v1.UsersService", "DeleteUser"));
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.users.v1.UsersService",
+                "DeleteUser",
+            ));
             self.inner.unary(req, path, codec).await
         }
         pub async fn reset_user(
             &mut self,
             request: impl tonic::IntoRequest<super::ResetUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ResetUserResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+        ) -> std::result::Result<tonic::Response<super::ResetUserResponse>, tonic::Status> {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/teleport.users.v1.UsersService/ResetUser",
-            );
+            let path =
+                http::uri::PathAndQuery::from_static("/teleport.users.v1.UsersService/ResetUser");
             let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("teleport.users.v1.UsersService", "ResetUser"));
+            req.extensions_mut().insert(GrpcMethod::new(
+                "teleport.users.v1.UsersService",
+                "ResetUser",
+            ));
             self.inner.unary(req, path, codec).await
         }
     }
@@ -341,7 +293,7 @@ pub mod users_service_server {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
     use tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with UsersServiceServer.
@@ -354,31 +306,19 @@ pub mod users_service_server {
         async fn list_users(
             &self,
             request: tonic::Request<super::ListUsersRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListUsersResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::ListUsersResponse>, tonic::Status>;
         async fn create_user(
             &self,
             request: tonic::Request<super::CreateUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::CreateUserResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::CreateUserResponse>, tonic::Status>;
         async fn update_user(
             &self,
             request: tonic::Request<super::UpdateUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::UpdateUserResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::UpdateUserResponse>, tonic::Status>;
         async fn upsert_user(
             &self,
             request: tonic::Request<super::UpsertUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::UpsertUserResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::UpsertUserResponse>, tonic::Status>;
         async fn delete_user(
             &self,
             request: tonic::Request<super::DeleteUserRequest>,
@@ -386,10 +326,7 @@ pub mod users_service_server {
         async fn reset_user(
             &self,
             request: tonic::Request<super::ResetUserRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ResetUserResponse>,
-            tonic::Status,
-        >;
+        ) -> std::result::Result<tonic::Response<super::ResetUserResponse>, tonic::Status>;
     }
     /// Users (replaces the legacy user calls of proto.AuthService).
     #[derive(Debug)]
@@ -413,10 +350,7 @@ pub mod users_service_server {
                 max_encoding_message_size: None,
             }
         }
-        pub fn with_interceptor<F>(
-            inner: T,
-            interceptor: F,
-        ) -> InterceptedService<Self, F>
+        pub fn with_interceptor<F>(inner: T, interceptor: F) -> InterceptedService<Self, F>
         where
             F: tonic::service::Interceptor,
         {
@@ -471,23 +405,16 @@ pub mod users_service_server {
                 "/teleport.users.v1.UsersService/GetUser" => {
                     #[allow(non_camel_case_types)]
                     struct GetUserSvc<T: UsersService>(pub Arc<T>);
-                    impl<
-                        T: UsersService,
-                    > tonic::server::UnaryService<super::GetUserRequest>
-                    for GetUserSvc<T> {
+                    impl<T: UsersService> tonic::server::UnaryService<super::GetUserRequest> for GetUserSvc<T> {
                         type Response = super::GetUserResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::GetUserRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as UsersService>::get_user(&inner, request).await
-                            };
+                            let fut =
+                                async move { <T as UsersService>::get_user(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -516,15 +443,9 @@ pub mod users_service_server {
                 "/teleport.users.v1.UsersService/ListUsers" => {
                     #[allow(non_camel_case_types)]
                     struct ListUsersSvc<T: UsersService>(pub Arc<T>);
-                    impl<
-                        T: UsersService,
-                    > tonic::server::UnaryService<super::ListUsersRequest>
-                    for ListUsersSvc<T> {
+                    impl<T: UsersService> tonic::server::UnaryService<super::ListUsersRequest> for ListUsersSvc<T> {
                         type Response = super::ListUsersResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::ListUsersRequest>,
@@ -561,15 +482,9 @@ pub mod users_service_server {
                 "/teleport.users.v1.UsersService/CreateUser" => {
                     #[allow(non_camel_case_types)]
                     struct CreateUserSvc<T: UsersService>(pub Arc<T>);
-                    impl<
-                        T: UsersService,
-                    > tonic::server::UnaryService<super::CreateUserRequest>
-                    for CreateUserSvc<T> {
+                    impl<T: UsersService> tonic::server::UnaryService<super::CreateUserRequest> for CreateUserSvc<T> {
                         type Response = super::CreateUserResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::CreateUserRequest>,
@@ -606,15 +521,9 @@ pub mod users_service_server {
                 "/teleport.users.v1.UsersService/UpdateUser" => {
                     #[allow(non_camel_case_types)]
                     struct UpdateUserSvc<T: UsersService>(pub Arc<T>);
-                    impl<
-                        T: UsersService,
-                    > tonic::server::UnaryService<super::UpdateUserRequest>
-                    for UpdateUserSvc<T> {
+                    impl<T: UsersService> tonic::server::UnaryService<super::UpdateUserRequest> for UpdateUserSvc<T> {
                         type Response = super::UpdateUserResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::UpdateUserRequest>,
@@ -651,15 +560,9 @@ pub mod users_service_server {
                 "/teleport.users.v1.UsersService/UpsertUser" => {
                     #[allow(non_camel_case_types)]
                     struct UpsertUserSvc<T: UsersService>(pub Arc<T>);
-                    impl<
-                        T: UsersService,
-                    > tonic::server::UnaryService<super::UpsertUserRequest>
-                    for UpsertUserSvc<T> {
+                    impl<T: UsersService> tonic::server::UnaryService<super::UpsertUserRequest> for UpsertUserSvc<T> {
                         type Response = super::UpsertUserResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::UpsertUserRequest>,
@@ -696,15 +599,9 @@ pub mod users_service_server {
                 "/teleport.users.v1.UsersService/DeleteUser" => {
                     #[allow(non_camel_case_types)]
                     struct DeleteUserSvc<T: UsersService>(pub Arc<T>);
-                    impl<
-                        T: UsersService,
-                    > tonic::server::UnaryService<super::DeleteUserRequest>
-                    for DeleteUserSvc<T> {
+                    impl<T: UsersService> tonic::server::UnaryService<super::DeleteUserRequest> for DeleteUserSvc<T> {
                         type Response = ();
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::DeleteUserRequest>,
@@ -741,15 +638,9 @@ pub mod users_service_server {
                 "/teleport.users.v1.UsersService/ResetUser" => {
                     #[allow(non_camel_case_types)]
                     struct ResetUserSvc<T: UsersService>(pub Arc<T>);
-                    impl<
-                        T: UsersService,
-                    > tonic::server::UnaryService<super::ResetUserRequest>
-                    for ResetUserSvc<T> {
+                    impl<T: UsersService> tonic::server::UnaryService<super::ResetUserRequest> for ResetUserSvc<T> {
                         type Response = super::ResetUserResponse;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::ResetUserRequest>,
@@ -783,25 +674,19 @@ pub mod users_service_server {
                     };
                     Box::pin(fut)
                 }
-                _ => {
-                    Box::pin(async move {
-                        let mut response = http::Response::new(
-                            tonic::body::Body::default(),
-                        );
-                        let headers = response.headers_mut();
-                        headers
-                            .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
-                            );
-                        headers
-                            .insert(
-                                http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
-                            );
-                        Ok(response)
-                    })
-                }
+                _ => Box::pin(async move {
+                    let mut response = http::Response::new(tonic::body::Body::default());
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        tonic::Status::GRPC_STATUS,
+                        (tonic::Code::Unimplemented as i32).into(),
+                    );
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        tonic::metadata::GRPC_CONTENT_TYPE,
+                    );
+                    Ok(response)
+                }),
             }
         }
     }
