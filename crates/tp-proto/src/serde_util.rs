@@ -143,6 +143,33 @@ pub(crate) mod base64 {
     }
 }
 
+/// A list of Go `[]byte` values: a list of base64 strings.
+pub(crate) mod base64_list {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let engine = &::base64::engine::general_purpose::STANDARD;
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.serialize_element(&engine.encode(b))?;
+        }
+        seq.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let strs = Vec::<String>::deserialize(d)?;
+        let engine = &::base64::engine::general_purpose::STANDARD;
+        strs.iter()
+            .map(|s| {
+                engine
+                    .decode(s.as_bytes())
+                    .map_err(|e| de::Error::custom(format!("expected base64: {e}")))
+            })
+            .collect()
+    }
+}
+
 /// A label value: one string or a list of strings.
 #[derive(Deserialize)]
 #[serde(untagged)]

@@ -12,8 +12,9 @@ use anyhow::{Context, bail};
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, Value};
 
-/// Packages whose messages get serde derives (Teleport resources and their parts).
-const SERDE_PACKAGES: &[&str] = &["types", "wrappers"];
+/// Packages whose messages get serde derives: Teleport resources and their parts, and
+/// the `proto` request/response messages (whose JSON shape Go also defines).
+const SERDE_PACKAGES: &[&str] = &["types", "wrappers", "proto"];
 
 /// Packages that are ours to generate (everything but well-known types and our options).
 fn is_ours(m: &MessageDescriptor) -> bool {
@@ -132,7 +133,7 @@ fn serde_fields(
             (Kind::Enum(_), false, _) if o.yaml == HOST_USER_MODE => Some("host_user_mode"),
             (Kind::Enum(_), false, _) if o.yaml == DB_USER_MODE => Some("db_user_mode"),
             (Kind::Bytes, false, _) => Some("base64"),
-            (Kind::Bytes, true, _) => bail!("{path}: repeated bytes has no YAML mapping yet"),
+            (Kind::Bytes, true, _) => Some("base64_list"),
             (Kind::Message(t), false, _) => match t.full_name() {
                 "google.protobuf.Timestamp" => Some("timestamp"),
                 "google.protobuf.Duration" => Some("pb_duration"),
