@@ -91,6 +91,9 @@ fn ci() -> anyhow::Result<()> {
         "warnings",
     ]))?;
 
+    step("layering");
+    layering()?;
+
     step("codegen --check");
     codegen::run(codegen::Mode::Check)?;
 
@@ -114,6 +117,117 @@ fn ci() -> anyhow::Result<()> {
     interop::run()?;
 
     eprintln!("\nci: all steps passed");
+    Ok(())
+}
+
+/// The architecture invariants that `cargo tree` can check (docs/ARCHITECTURE.md):
+/// the SDK's lower crates pull in no RPC stack and no server crate, and no client crate
+/// depends on the cluster.
+const LAYERING: &[(&str, &[&str])] = &[
+    (
+        "tp-creds",
+        &[
+            "tonic",
+            "prost",
+            "tp-proto",
+            "tp-transport",
+            "tp-client",
+            "tp-auth",
+            "tp-proxy",
+            "tp-backend",
+            "tp-ssh",
+        ],
+    ),
+    (
+        "tp-ssh",
+        &[
+            "tonic",
+            "prost",
+            "tp-creds",
+            "tp-proto",
+            "tp-transport",
+            "tp-client",
+            "tp-auth",
+            "tp-proxy",
+            "tp-backend",
+        ],
+    ),
+    (
+        "tp-transport",
+        &[
+            "tonic",
+            "prost",
+            "tp-proto",
+            "tp-client",
+            "tp-auth",
+            "tp-proxy",
+            "tp-backend",
+        ],
+    ),
+    (
+        "tp-backend",
+        &[
+            "tonic",
+            "tp-proto",
+            "tp-creds",
+            "tp-ssh",
+            "tp-transport",
+            "tp-client",
+            "tp-auth",
+            "tp-proxy",
+        ],
+    ),
+    (
+        "tp-proto",
+        &[
+            "tp-creds",
+            "tp-ssh",
+            "tp-transport",
+            "tp-client",
+            "tp-auth",
+            "tp-proxy",
+            "tp-backend",
+        ],
+    ),
+    ("tp-client", &["tp-auth", "tp-proxy", "tp-backend"]),
+    ("tp-auth", &["tp-transport", "tp-client", "tp-proxy"]),
+    ("tp-proxy", &["tp-auth", "tp-backend"]),
+];
+
+fn layering() -> anyhow::Result<()> {
+    for (krate, forbidden) in LAYERING {
+        let out = cargo()
+            .args([
+                "tree",
+                "-p",
+                krate,
+                "-e",
+                "normal,build",
+                "--prefix",
+                "none",
+                "--format",
+                "{p}",
+            ])
+            .current_dir(root())
+            .output()
+            .with_context(|| format!("running cargo tree -p {krate}"))?;
+        if !out.status.success() {
+            bail!(
+                "cargo tree -p {krate} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let names: std::collections::BTreeSet<&str> = tree
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let bad: Vec<&&str> = forbidden.iter().filter(|f| names.contains(**f)).collect();
+        if !bad.is_empty() {
+            bail!("{krate} must not depend on {bad:?} (see docs/ARCHITECTURE.md, invariants)");
+        }
+        eprintln!("layering: {krate} is clear of {}", forbidden.join(", "));
+    }
     Ok(())
 }
 
