@@ -41,19 +41,7 @@ pub(crate) fn run(mode: Mode) -> anyhow::Result<()> {
     let target = root.join("crates/tp-proto/src/gen");
 
     let generated = generate(&proto_dir)?;
-
-    let existing = read_dir_files(&target)?;
-    let mut stale: Vec<String> = Vec::new();
-    for (name, content) in &generated {
-        if existing.get(name) != Some(content) {
-            stale.push(name.clone());
-        }
-    }
-    let extra: Vec<String> = existing
-        .keys()
-        .filter(|n| !generated.contains_key(*n))
-        .cloned()
-        .collect();
+    let (stale, extra) = compare(&generated, &target)?;
 
     match mode {
         Mode::Check => {
@@ -91,6 +79,26 @@ pub(crate) fn run(mode: Mode) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The generated files that differ from (or are missing in) `target`, and the files in
+/// `target` that codegen does not produce.
+fn compare(
+    generated: &BTreeMap<String, String>,
+    target: &Path,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let existing = read_dir_files(target)?;
+    let stale = generated
+        .iter()
+        .filter(|(name, content)| existing.get(*name) != Some(*content))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let extra = existing
+        .keys()
+        .filter(|n| !generated.contains_key(*n))
+        .cloned()
+        .collect();
+    Ok((stale, extra))
 }
 
 /// Compiles every `.proto` under `proto_dir` and returns the generated files by name.
@@ -217,4 +225,43 @@ fn rustfmt(dir: &Path) -> anyhow::Result<()> {
         bail!("rustfmt failed on the generated code ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_code_is_fresh_and_a_hand_edit_is_caught() {
+        let root = root();
+        let generated = generate(&root.join("proto")).expect("codegen runs");
+        let committed = root.join("crates/tp-proto/src/gen");
+        let (stale, extra) = compare(&generated, &committed).expect("compare");
+        assert!(
+            stale.is_empty() && extra.is_empty(),
+            "stale {stale:?}, extra {extra:?}"
+        );
+
+        // A copy of the committed code with one hand edit is reported as stale.
+        let copy = std::env::temp_dir().join(format!("tp-codegen-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&copy);
+        fs::create_dir_all(&copy).expect("scratch dir");
+        for (name, content) in read_dir_files(&committed).expect("read committed") {
+            let content = if name == "types.rs" {
+                content.replacen(
+                    "pub forward_agent: bool",
+                    "pub forward_agent_edited: bool",
+                    1,
+                )
+            } else {
+                content
+            };
+            fs::write(copy.join(&name), content).expect("write copy");
+        }
+        fs::write(copy.join("stray.rs"), "// not generated").expect("write stray");
+        let (stale, extra) = compare(&generated, &copy).expect("compare");
+        let _ = fs::remove_dir_all(&copy);
+        assert_eq!(stale, vec!["types.rs".to_string()]);
+        assert_eq!(extra, vec!["stray.rs".to_string()]);
+    }
 }
