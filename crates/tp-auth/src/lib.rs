@@ -6,3 +6,10 @@
 //!
 //! **Never depends on:** `tp-transport`, `tp-client`, `tp-proxy` or the CLI; it is a server
 //! and must not pull client connection logic into its tree.
+//!
+//! # Modules
+//!
+//! - [`rbac`]: Teleport's access rules — rule and verb matching, `where` predicates,
+//!   label selectors, the implicit, preset and built-in admin roles.
+
+pub mod rbac;
