@@ -71,6 +71,7 @@ pub mod redact;
 pub mod resource;
 mod serde_util;
 mod time_fmt;
+pub mod trail;
 
 /// Fills the fields that Teleport's Go marshaller always writes.
 ///
