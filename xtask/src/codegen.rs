@@ -140,6 +140,9 @@ fn generate(proto_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
             // Deterministic maps with sorted keys.
             .btree_map(".")
             .skip_debug(REDACTED_DEBUG.iter().map(|m| format!(".{m}")))
+            // Methods a server does not implement answer UNIMPLEMENTED, as in Go, which is
+            // what makes clients fall back to older calls.
+            .generate_default_stubs(true)
             .include_file("mod.rs")
             .emit_rerun_if_changed(false);
         for (path, attr) in &plan.type_attrs {

@@ -1758,87 +1758,123 @@ pub mod auth_service_server {
         async fn ping(
             &self,
             request: tonic::Request<super::PingRequest>,
-        ) -> std::result::Result<tonic::Response<super::PingResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::PingResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Roles.
         async fn get_role(
             &self,
             request: tonic::Request<super::GetRoleRequest>,
-        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Kept for clients older than v15; newer clients page with ListRoles.
         async fn get_roles(
             &self,
             request: tonic::Request<()>,
-        ) -> std::result::Result<tonic::Response<super::GetRolesResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::GetRolesResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn list_roles(
             &self,
             request: tonic::Request<super::ListRolesRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListRolesResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ListRolesResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn create_role(
             &self,
             request: tonic::Request<super::CreateRoleRequest>,
-        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn update_role(
             &self,
             request: tonic::Request<super::UpdateRoleRequest>,
-        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn upsert_role_v2(
             &self,
             request: tonic::Request<super::UpsertRoleRequest>,
-        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::super::types::RoleV6>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Deprecated upsert that returns nothing; the fallback of UpsertRoleV2.
         async fn upsert_role(
             &self,
             request: tonic::Request<super::super::types::RoleV6>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn delete_role(
             &self,
             request: tonic::Request<super::DeleteRoleRequest>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
-        /// Server streaming response type for the GetCurrentUserRoles method.
-        type GetCurrentUserRolesStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::super::types::RoleV6, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// The caller's own roles, one message each.
         async fn get_current_user_roles(
             &self,
             request: tonic::Request<()>,
-        ) -> std::result::Result<tonic::Response<Self::GetCurrentUserRolesStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::super::types::RoleV6>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Legacy user calls (teleport.users.v1.UsersService supersedes them).
         async fn get_user(
             &self,
             request: tonic::Request<super::GetUserRequest>,
-        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn get_current_user(
             &self,
             request: tonic::Request<()>,
-        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>;
-        /// Server streaming response type for the GetUsers method.
-        type GetUsersStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::super::types::UserV2, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserV2>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn get_users(
             &self,
             request: tonic::Request<super::GetUsersRequest>,
-        ) -> std::result::Result<tonic::Response<Self::GetUsersStream>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<BoxStream<super::super::types::UserV2>>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn create_user(
             &self,
             request: tonic::Request<super::super::types::UserV2>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn update_user(
             &self,
             request: tonic::Request<super::super::types::UserV2>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn delete_user(
             &self,
             request: tonic::Request<super::DeleteUserRequest>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Certificates for a user's public keys.
         async fn generate_user_certs(
             &self,
             request: tonic::Request<super::UserCertsRequest>,
-        ) -> std::result::Result<tonic::Response<super::Certs>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::Certs>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Join (provision) tokens.
         async fn get_token(
             &self,
@@ -1846,52 +1882,67 @@ pub mod auth_service_server {
         ) -> std::result::Result<
             tonic::Response<super::super::types::ProvisionTokenV2>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn get_tokens(
             &self,
             request: tonic::Request<()>,
         ) -> std::result::Result<
             tonic::Response<super::super::types::ProvisionTokenV2List>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn create_token_v2(
             &self,
             request: tonic::Request<super::CreateTokenV2Request>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn upsert_token_v2(
             &self,
             request: tonic::Request<super::UpsertTokenV2Request>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn delete_token(
             &self,
             request: tonic::Request<super::super::types::ResourceRequest>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// Invite and reset-password tokens, and completing them.
         async fn create_reset_password_token(
             &self,
             request: tonic::Request<super::CreateResetPasswordTokenRequest>,
-        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn get_reset_password_token(
             &self,
             request: tonic::Request<super::GetResetPasswordTokenRequest>,
-        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::super::types::UserTokenV3>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn change_user_authentication(
             &self,
             request: tonic::Request<super::ChangeUserAuthenticationRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ChangeUserAuthenticationResponse>,
             tonic::Status,
-        >;
-        /// Server streaming response type for the WatchEvents method.
-        type WatchEventsStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::Event, tonic::Status>,
-            > + std::marker::Send
-            + 'static;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         /// A stream of resource changes: an INIT event, then PUT and DELETE events.
         async fn watch_events(
             &self,
             request: tonic::Request<super::Watch>,
-        ) -> std::result::Result<tonic::Response<Self::WatchEventsStream>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<BoxStream<super::Event>>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
     }
     /// The Auth service methods tp serves. Method names are the gRPC paths
     /// (`/proto.AuthService/<Method>`); a method tp does not serve answers UNIMPLEMENTED,
@@ -2319,7 +2370,7 @@ pub mod auth_service_server {
                     struct GetCurrentUserRolesSvc<T: AuthService>(pub Arc<T>);
                     impl<T: AuthService> tonic::server::ServerStreamingService<()> for GetCurrentUserRolesSvc<T> {
                         type Response = super::super::types::RoleV6;
-                        type ResponseStream = T::GetCurrentUserRolesStream;
+                        type ResponseStream = BoxStream<super::super::types::RoleV6>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(&mut self, request: tonic::Request<()>) -> Self::Future {
@@ -2434,7 +2485,7 @@ pub mod auth_service_server {
                         for GetUsersSvc<T>
                     {
                         type Response = super::super::types::UserV2;
-                        type ResponseStream = T::GetUsersStream;
+                        type ResponseStream = BoxStream<super::super::types::UserV2>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(
@@ -2961,7 +3012,7 @@ pub mod auth_service_server {
                     struct WatchEventsSvc<T: AuthService>(pub Arc<T>);
                     impl<T: AuthService> tonic::server::ServerStreamingService<super::Watch> for WatchEventsSvc<T> {
                         type Response = super::Event;
-                        type ResponseStream = T::WatchEventsStream;
+                        type ResponseStream = BoxStream<super::Event>;
                         type Future =
                             BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
                         fn call(&mut self, request: tonic::Request<super::Watch>) -> Self::Future {

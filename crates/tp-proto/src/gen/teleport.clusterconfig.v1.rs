@@ -129,7 +129,9 @@ pub mod cluster_config_service_server {
         ) -> std::result::Result<
             tonic::Response<super::super::super::super::types::ClusterNameV2>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
     }
     /// Cluster-wide configuration. Teleport's service has more methods (networking, session
     /// recording, auth preference, access graph); tp answers UNIMPLEMENTED for those.

@@ -327,37 +327,54 @@ pub mod trust_service_server {
         ) -> std::result::Result<
             tonic::Response<super::super::super::super::types::CertAuthorityV2>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn get_cert_authorities(
             &self,
             request: tonic::Request<super::GetCertAuthoritiesRequest>,
-        ) -> std::result::Result<tonic::Response<super::GetCertAuthoritiesResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::GetCertAuthoritiesResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn delete_cert_authority(
             &self,
             request: tonic::Request<super::DeleteCertAuthorityRequest>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn upsert_cert_authority(
             &self,
             request: tonic::Request<super::UpsertCertAuthorityRequest>,
         ) -> std::result::Result<
             tonic::Response<super::super::super::super::types::CertAuthorityV2>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn rotate_cert_authority(
             &self,
             request: tonic::Request<super::RotateCertAuthorityRequest>,
-        ) -> std::result::Result<tonic::Response<super::RotateCertAuthorityResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::RotateCertAuthorityResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn rotate_external_cert_authority(
             &self,
             request: tonic::Request<super::RotateExternalCertAuthorityRequest>,
         ) -> std::result::Result<
             tonic::Response<super::RotateExternalCertAuthorityResponse>,
             tonic::Status,
-        >;
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn generate_host_cert(
             &self,
             request: tonic::Request<super::GenerateHostCertRequest>,
-        ) -> std::result::Result<tonic::Response<super::GenerateHostCertResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::GenerateHostCertResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
     }
     /// Certificate authorities. Private key material is stripped from every reply unless
     /// include_key is set and the caller may read secrets.

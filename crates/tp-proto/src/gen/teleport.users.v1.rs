@@ -302,31 +302,48 @@ pub mod users_service_server {
         async fn get_user(
             &self,
             request: tonic::Request<super::GetUserRequest>,
-        ) -> std::result::Result<tonic::Response<super::GetUserResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::GetUserResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn list_users(
             &self,
             request: tonic::Request<super::ListUsersRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListUsersResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ListUsersResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn create_user(
             &self,
             request: tonic::Request<super::CreateUserRequest>,
-        ) -> std::result::Result<tonic::Response<super::CreateUserResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::CreateUserResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn update_user(
             &self,
             request: tonic::Request<super::UpdateUserRequest>,
-        ) -> std::result::Result<tonic::Response<super::UpdateUserResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::UpdateUserResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn upsert_user(
             &self,
             request: tonic::Request<super::UpsertUserRequest>,
-        ) -> std::result::Result<tonic::Response<super::UpsertUserResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::UpsertUserResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn delete_user(
             &self,
             request: tonic::Request<super::DeleteUserRequest>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
         async fn reset_user(
             &self,
             request: tonic::Request<super::ResetUserRequest>,
-        ) -> std::result::Result<tonic::Response<super::ResetUserResponse>, tonic::Status>;
+        ) -> std::result::Result<tonic::Response<super::ResetUserResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
     }
     /// Users (replaces the legacy user calls of proto.AuthService).
     #[derive(Debug)]

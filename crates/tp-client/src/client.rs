@@ -1,0 +1,567 @@
+//! The typed Auth API: one async method per call of the supported subset.
+
+use std::time::Duration;
+
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use tp_proto::proto::auth_service_client::AuthServiceClient;
+use tp_proto::proto::{
+    self, Certs, ChangeUserAuthenticationRequest, ChangeUserAuthenticationResponse,
+    CreateResetPasswordTokenRequest, CreateRoleRequest, CreateTokenV2Request, DeleteRoleRequest,
+    GetResetPasswordTokenRequest, GetRoleRequest, ListRolesRequest, ListRolesResponse, PingRequest,
+    PingResponse, UpdateRoleRequest, UpsertRoleRequest, UpsertTokenV2Request, UserCertsRequest,
+    Watch,
+};
+use tp_proto::teleport::clusterconfig::v1::GetClusterNameRequest;
+use tp_proto::teleport::clusterconfig::v1::cluster_config_service_client::ClusterConfigServiceClient;
+use tp_proto::teleport::trust::v1::trust_service_client::TrustServiceClient;
+use tp_proto::teleport::trust::v1::{GetCertAuthoritiesRequest, GetCertAuthorityRequest};
+use tp_proto::teleport::users::v1::users_service_client::UsersServiceClient;
+use tp_proto::teleport::users::v1::{
+    CreateUserRequest, DeleteUserRequest, GetUserRequest, ListUsersRequest, ListUsersResponse,
+    UpdateUserRequest, UpsertUserRequest,
+};
+use tp_proto::types::{
+    CertAuthorityV2, ClusterNameV2, ProvisionTokenV2, ResourceRequest, RoleV6, UserTokenV3, UserV2,
+};
+
+use crate::{Error, Result};
+
+/// The page size used when a method walks every page for the caller.
+const PAGE_SIZE: i32 = 1000;
+
+/// A connected Auth API client. Cheap to clone: clones share the connection.
+///
+/// Build one from a tonic [`Channel`] with [`Client::from_channel`]; every call then goes
+/// over that channel, which may run over any transport (tonic's own, or a connector
+/// from `tp-transport`).
+#[derive(Debug, Clone)]
+pub struct Client {
+    auth: AuthServiceClient<Channel>,
+    users: UsersServiceClient<Channel>,
+    trust: TrustServiceClient<Channel>,
+    cluster_config: ClusterConfigServiceClient<Channel>,
+    call_timeout: Option<Duration>,
+}
+
+/// The kind of user token to create with [`Client::create_reset_password_token`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserTokenType {
+    /// A new user sets their first password (`tctl users add`).
+    Invite,
+    /// An existing user resets their password (`tctl users reset`).
+    Password,
+}
+
+impl UserTokenType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Invite => "invite",
+            Self::Password => "password",
+        }
+    }
+}
+
+fn require_name(name: &str, what: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::bad_parameter(format!("missing {what}")));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// A client over an established channel.
+    pub fn from_channel(channel: Channel) -> Self {
+        Self {
+            auth: AuthServiceClient::new(channel.clone()),
+            users: UsersServiceClient::new(channel.clone()),
+            trust: TrustServiceClient::new(channel.clone()),
+            cluster_config: ClusterConfigServiceClient::new(channel),
+            call_timeout: None,
+        }
+    }
+
+    /// Gives every call a deadline of `timeout` (sent to the server as `grpc-timeout`).
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
+    fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        if let Some(t) = self.call_timeout {
+            r.set_timeout(t);
+        }
+        r
+    }
+
+    /// The cluster name, server version and features. Any authenticated identity may
+    /// ask.
+    pub async fn ping(&self) -> Result<PingResponse> {
+        Ok(self
+            .auth
+            .clone()
+            .ping(self.req(PingRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    // ---- roles ----
+
+    /// One role by name.
+    pub async fn get_role(&self, name: &str) -> Result<RoleV6> {
+        require_name(name, "name")?;
+        let req = GetRoleRequest { name: name.into() };
+        Ok(self
+            .auth
+            .clone()
+            .get_role(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// One page of roles.
+    pub async fn list_roles(&self, req: ListRolesRequest) -> Result<ListRolesResponse> {
+        Ok(self
+            .auth
+            .clone()
+            .list_roles(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Every role, fetched a page at a time as the stream is read.
+    pub fn roles(&self) -> BoxStream<'static, Result<RoleV6>> {
+        let client = self.clone();
+        stream::try_unfold(Some(String::new()), move |key| {
+            let client = client.clone();
+            async move {
+                let Some(start_key) = key else {
+                    return Ok::<_, Error>(None);
+                };
+                let page = client
+                    .list_roles(ListRolesRequest {
+                        limit: PAGE_SIZE,
+                        start_key,
+                        filter: None,
+                    })
+                    .await?;
+                let next = (!page.next_key.is_empty()).then_some(page.next_key);
+                Ok(Some((
+                    stream::iter(page.roles.into_iter().map(Ok::<_, Error>)),
+                    next,
+                )))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// Every role, as a list.
+    pub async fn get_roles(&self) -> Result<Vec<RoleV6>> {
+        self.roles().try_collect().await
+    }
+
+    /// Creates a role; fails with `AlreadyExists` if it exists.
+    pub async fn create_role(&self, role: RoleV6) -> Result<RoleV6> {
+        let req = CreateRoleRequest { role: Some(role) };
+        Ok(self
+            .auth
+            .clone()
+            .create_role(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Updates an existing role; with `metadata.revision` set, only if it still matches.
+    pub async fn update_role(&self, role: RoleV6) -> Result<RoleV6> {
+        let req = UpdateRoleRequest { role: Some(role) };
+        Ok(self
+            .auth
+            .clone()
+            .update_role(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Creates or replaces a role and returns it as stored. Falls back to the legacy
+    /// `UpsertRole` and a `GetRole` on servers without `UpsertRoleV2`, as Go does.
+    pub async fn upsert_role(&self, role: RoleV6) -> Result<RoleV6> {
+        let name = role
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let req = UpsertRoleRequest {
+            role: Some(role.clone()),
+        };
+        match self.auth.clone().upsert_role_v2(self.req(req)).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) if s.code() == Code::Unimplemented => {
+                self.auth.clone().upsert_role(self.req(role)).await?;
+                self.get_role(&name).await
+            }
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    /// Deletes a role.
+    pub async fn delete_role(&self, name: &str) -> Result<()> {
+        require_name(name, "name")?;
+        let req = DeleteRoleRequest { name: name.into() };
+        self.auth.clone().delete_role(self.req(req)).await?;
+        Ok(())
+    }
+
+    // ---- users ----
+
+    /// One user by name; `with_secrets` also returns password hashes and MFA devices
+    /// (needs `read`, not just `readnosecrets`).
+    pub async fn get_user(&self, name: &str, with_secrets: bool) -> Result<UserV2> {
+        require_name(name, "username")?;
+        let req = GetUserRequest {
+            name: name.into(),
+            current_user: false,
+            with_secrets,
+        };
+        let resp = self
+            .users
+            .clone()
+            .get_user(self.req(req))
+            .await?
+            .into_inner();
+        resp.user
+            .ok_or_else(|| Error::new(crate::ErrorKind::Other, "server sent no user"))
+    }
+
+    /// The caller's own user.
+    pub async fn get_current_user(&self) -> Result<UserV2> {
+        let req = GetUserRequest {
+            name: String::new(),
+            current_user: true,
+            with_secrets: false,
+        };
+        let resp = self
+            .users
+            .clone()
+            .get_user(self.req(req))
+            .await?
+            .into_inner();
+        resp.user
+            .ok_or_else(|| Error::new(crate::ErrorKind::Other, "server sent no user"))
+    }
+
+    /// One page of users.
+    pub async fn list_users(&self, req: ListUsersRequest) -> Result<ListUsersResponse> {
+        Ok(self
+            .users
+            .clone()
+            .list_users(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Every user, fetched a page at a time as the stream is read.
+    pub fn users(&self, with_secrets: bool) -> BoxStream<'static, Result<UserV2>> {
+        let client = self.clone();
+        stream::try_unfold(Some(String::new()), move |token| {
+            let client = client.clone();
+            async move {
+                let Some(page_token) = token else {
+                    return Ok::<_, Error>(None);
+                };
+                let page = client
+                    .list_users(ListUsersRequest {
+                        page_size: PAGE_SIZE,
+                        page_token,
+                        with_secrets,
+                        filter: None,
+                    })
+                    .await?;
+                let next = (!page.next_page_token.is_empty()).then_some(page.next_page_token);
+                Ok(Some((
+                    stream::iter(page.users.into_iter().map(Ok::<_, Error>)),
+                    next,
+                )))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// Every user, as a list.
+    pub async fn get_users(&self, with_secrets: bool) -> Result<Vec<UserV2>> {
+        self.users(with_secrets).try_collect().await
+    }
+
+    /// Creates a user and returns it as stored. Falls back to the legacy
+    /// `AuthService/CreateUser` and `GetUser` on servers without `UsersService`.
+    pub async fn create_user(&self, user: UserV2) -> Result<UserV2> {
+        let name = user
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let req = CreateUserRequest {
+            user: Some(user.clone()),
+        };
+        match self.users.clone().create_user(self.req(req)).await {
+            Ok(r) => r
+                .into_inner()
+                .user
+                .ok_or_else(|| Error::new(crate::ErrorKind::Other, "server sent no user")),
+            Err(s) if s.code() == Code::Unimplemented => {
+                self.auth.clone().create_user(self.req(user)).await?;
+                self.legacy_get_user(&name).await
+            }
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    /// Updates an existing user and returns it as stored (legacy fallback as
+    /// [`create_user`](Self::create_user)).
+    pub async fn update_user(&self, user: UserV2) -> Result<UserV2> {
+        let name = user
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let req = UpdateUserRequest {
+            user: Some(user.clone()),
+        };
+        match self.users.clone().update_user(self.req(req)).await {
+            Ok(r) => r
+                .into_inner()
+                .user
+                .ok_or_else(|| Error::new(crate::ErrorKind::Other, "server sent no user")),
+            Err(s) if s.code() == Code::Unimplemented => {
+                self.auth.clone().update_user(self.req(user)).await?;
+                self.legacy_get_user(&name).await
+            }
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    /// Creates or replaces a user.
+    pub async fn upsert_user(&self, user: UserV2) -> Result<UserV2> {
+        let req = UpsertUserRequest { user: Some(user) };
+        let resp = self
+            .users
+            .clone()
+            .upsert_user(self.req(req))
+            .await?
+            .into_inner();
+        resp.user
+            .ok_or_else(|| Error::new(crate::ErrorKind::Other, "server sent no user"))
+    }
+
+    /// Deletes a user (legacy fallback on servers without `UsersService`).
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        require_name(name, "username")?;
+        let req = DeleteUserRequest { name: name.into() };
+        match self.users.clone().delete_user(self.req(req)).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::Unimplemented => {
+                let req = proto::DeleteUserRequest { name: name.into() };
+                self.auth.clone().delete_user(self.req(req)).await?;
+                Ok(())
+            }
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    async fn legacy_get_user(&self, name: &str) -> Result<UserV2> {
+        let req = proto::GetUserRequest {
+            name: name.into(),
+            with_secrets: false,
+        };
+        Ok(self
+            .auth
+            .clone()
+            .get_user(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    // ---- certificates ----
+
+    /// Signs SSH and/or TLS user certificates for the public keys in `req`.
+    pub async fn generate_user_certs(&self, req: UserCertsRequest) -> Result<Certs> {
+        Ok(self
+            .auth
+            .clone()
+            .generate_user_certs(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    // ---- join tokens ----
+
+    /// One join token by name (the token secret).
+    pub async fn get_token(&self, name: &str) -> Result<ProvisionTokenV2> {
+        require_name(name, "name")?;
+        let req = ResourceRequest { name: name.into() };
+        Ok(self
+            .auth
+            .clone()
+            .get_token(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Every join token.
+    pub async fn get_tokens(&self) -> Result<Vec<ProvisionTokenV2>> {
+        let resp = self
+            .auth
+            .clone()
+            .get_tokens(self.req(()))
+            .await?
+            .into_inner();
+        Ok(resp.provision_tokens)
+    }
+
+    /// Creates a join token; fails with `AlreadyExists` if it exists.
+    pub async fn create_token(&self, token: ProvisionTokenV2) -> Result<()> {
+        let req = CreateTokenV2Request {
+            token: Some(proto::create_token_v2_request::Token::V2(token)),
+        };
+        self.auth.clone().create_token_v2(self.req(req)).await?;
+        Ok(())
+    }
+
+    /// Creates or replaces a join token.
+    pub async fn upsert_token(&self, token: ProvisionTokenV2) -> Result<()> {
+        let req = UpsertTokenV2Request {
+            token: Some(proto::upsert_token_v2_request::Token::V2(token)),
+        };
+        self.auth.clone().upsert_token_v2(self.req(req)).await?;
+        Ok(())
+    }
+
+    /// Deletes a join token.
+    pub async fn delete_token(&self, name: &str) -> Result<()> {
+        require_name(name, "name")?;
+        let req = ResourceRequest { name: name.into() };
+        self.auth.clone().delete_token(self.req(req)).await?;
+        Ok(())
+    }
+
+    // ---- invite and reset-password tokens ----
+
+    /// Creates an invite or password-reset token for `user`, valid for `ttl` (zero: the
+    /// server's default, 1 h for invites and 8 h for resets).
+    pub async fn create_reset_password_token(
+        &self,
+        user: &str,
+        kind: UserTokenType,
+        ttl: Duration,
+    ) -> Result<UserTokenV3> {
+        require_name(user, "username")?;
+        let req = CreateResetPasswordTokenRequest {
+            name: user.into(),
+            r#type: kind.as_str().into(),
+            ttl: i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX),
+        };
+        Ok(self
+            .auth
+            .clone()
+            .create_reset_password_token(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Looks up an invite or reset token by its ID.
+    pub async fn get_reset_password_token(&self, token_id: &str) -> Result<UserTokenV3> {
+        require_name(token_id, "token ID")?;
+        let req = GetResetPasswordTokenRequest {
+            token_id: token_id.into(),
+        };
+        Ok(self
+            .auth
+            .clone()
+            .get_reset_password_token(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Completes an invite or reset: sets the token's user's password.
+    pub async fn change_user_authentication(
+        &self,
+        req: ChangeUserAuthenticationRequest,
+    ) -> Result<ChangeUserAuthenticationResponse> {
+        Ok(self
+            .auth
+            .clone()
+            .change_user_authentication(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    // ---- certificate authorities and cluster name ----
+
+    /// One certificate authority of `ca_type` (`user`, `host`, ...) for cluster `domain`;
+    /// private keys only with `include_key` and the right to read secrets.
+    pub async fn get_cert_authority(
+        &self,
+        ca_type: &str,
+        domain: &str,
+        include_key: bool,
+    ) -> Result<CertAuthorityV2> {
+        let req = GetCertAuthorityRequest {
+            r#type: ca_type.into(),
+            domain: domain.into(),
+            include_key,
+        };
+        Ok(self
+            .trust
+            .clone()
+            .get_cert_authority(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Every certificate authority of `ca_type`.
+    pub async fn get_cert_authorities(
+        &self,
+        ca_type: &str,
+        include_key: bool,
+    ) -> Result<Vec<CertAuthorityV2>> {
+        let req = GetCertAuthoritiesRequest {
+            r#type: ca_type.into(),
+            include_key,
+        };
+        let resp = self
+            .trust
+            .clone()
+            .get_cert_authorities(self.req(req))
+            .await?;
+        Ok(resp.into_inner().cert_authorities_v2)
+    }
+
+    /// The cluster name resource.
+    pub async fn get_cluster_name(&self) -> Result<ClusterNameV2> {
+        let req = GetClusterNameRequest {};
+        Ok(self
+            .cluster_config
+            .clone()
+            .get_cluster_name(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    // ---- watching ----
+
+    /// Subscribes to changes of the kinds in `watch`. The stream starts with an `INIT`
+    /// event and then carries `PUT` and `DELETE` events; it ends with an error when the
+    /// server closes it (for example a watcher too slow to keep up).
+    pub async fn watch_events(
+        &self,
+        watch: Watch,
+    ) -> Result<BoxStream<'static, Result<proto::Event>>> {
+        // A stream has no overall deadline: the call timeout would cut it off.
+        let resp = self.auth.clone().watch_events(Request::new(watch)).await?;
+        Ok(resp.into_inner().map_err(Error::from).boxed())
+    }
+}
