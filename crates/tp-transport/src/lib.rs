@@ -8,3 +8,15 @@
 //! **Never depends on:** tonic, prost or any RPC message type (it hands `tp-client` a
 //! connector), nor any tp server crate. Inside the workspace it uses only `tp-creds` and
 //! `tp-ssh`.
+//!
+//! # Modules
+//!
+//! - [`addr`]: `host[:port]` parsing with Teleport's default and override port rules.
+//! - [`discovery`]: the `/webapi/ping` and `/webapi/find` JSON, reading it safely ("this
+//!   is not a Teleport proxy"), and the tunnel address derived from it.
+//! - [`alpn`]: TLS routing — protocol names, the encoded cluster name, and a sans-IO
+//!   ClientHello reader for the proxy's router.
+
+pub mod addr;
+pub mod alpn;
+pub mod discovery;
