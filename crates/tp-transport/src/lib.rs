@@ -16,7 +16,9 @@
 //!   is not a Teleport proxy"), and the tunnel address derived from it.
 //! - [`alpn`]: TLS routing — protocol names, the encoded cluster name, and a sans-IO
 //!   ClientHello reader for the proxy's router.
+//! - [`proxy_env`]: `HTTPS_PROXY`/`NO_PROXY` as Teleport's Go client reads them.
 
 pub mod addr;
 pub mod alpn;
 pub mod discovery;
+pub mod proxy_env;
