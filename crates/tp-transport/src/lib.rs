@@ -16,9 +16,14 @@
 //!   is not a Teleport proxy"), and the tunnel address derived from it.
 //! - [`alpn`]: TLS routing — protocol names, the encoded cluster name, and a sans-IO
 //!   ClientHello reader for the proxy's router.
+//! - [`dial`]: TCP (through HTTP `CONNECT` when a proxy applies), TLS, and the direct and
+//!   TLS-routing modes to the Auth server, with errors that name what failed.
+//! - [`race`]: every candidate dial at once under one deadline; the first success wins.
 //! - [`proxy_env`]: `HTTPS_PROXY`/`NO_PROXY` as Teleport's Go client reads them.
 
 pub mod addr;
 pub mod alpn;
+pub mod dial;
 pub mod discovery;
 pub mod proxy_env;
+pub mod race;
