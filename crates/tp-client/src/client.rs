@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 use tp_proto::proto::auth_service_client::AuthServiceClient;
 use tp_proto::proto::{
@@ -25,6 +25,8 @@ use tp_proto::teleport::users::v1::{
 use tp_proto::types::{
     CertAuthorityV2, ClusterNameV2, ProvisionTokenV2, ResourceRequest, RoleV6, UserTokenV3, UserV2,
 };
+use tp_transport::connector::{Connector, Target};
+use tp_transport::proxy_env::ProxyMatcher;
 
 use crate::{Error, Result};
 
@@ -71,7 +73,78 @@ fn require_name(name: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// How [`Client::connect`] reaches the Auth server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    targets: Vec<Target>,
+    dial_timeout: Duration,
+    call_timeout: Option<Duration>,
+    proxy: ProxyMatcher,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            dial_timeout: Duration::from_secs(30),
+            call_timeout: None,
+            proxy: ProxyMatcher::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with no targets yet, a 30 s dial timeout and no HTTP proxy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a way to reach the Auth server; every target is raced on each (re)connect.
+    pub fn target(mut self, target: Target) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// Bounds each connection attempt (all targets race under one deadline).
+    pub fn dial_timeout(mut self, timeout: Duration) -> Self {
+        self.dial_timeout = timeout;
+        self
+    }
+
+    /// Gives every call a deadline.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// Uses `HTTPS_PROXY`/`NO_PROXY` (or explicit values) for the dials.
+    pub fn proxy(mut self, proxy: ProxyMatcher) -> Self {
+        self.proxy = proxy;
+        self
+    }
+}
+
+/// The interval of HTTP/2 keepalive pings; Teleport servers accept one a minute.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
 impl Client {
+    /// Connects: races every target, keeps the first that completes mutual TLS with
+    /// `h2`, and checks the connection with a Ping. On failure the error lists every
+    /// attempt and why it failed. Later reconnects race the targets again.
+    pub async fn connect(config: Config) -> Result<Self> {
+        let connector = Connector::new(config.targets, config.dial_timeout, config.proxy);
+        let channel = Endpoint::from_static("http://teleport.cluster.local")
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_while_idle(true)
+            .connect_with_connector(connector)
+            .await
+            .map_err(connect_error)?;
+        let mut client = Self::from_channel(channel);
+        client.call_timeout = config.call_timeout;
+        client.ping().await?;
+        Ok(client)
+    }
+
     /// A client over an established channel.
     pub fn from_channel(channel: Channel) -> Self {
         Self {
@@ -564,4 +637,23 @@ impl Client {
         let resp = self.auth.clone().watch_events(Request::new(watch)).await?;
         Ok(resp.into_inner().map_err(Error::from).boxed())
     }
+}
+
+/// Turns tonic's connect error into ours, keeping the racer's list of attempts when
+/// that is what failed.
+fn connect_error(e: tonic::transport::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    while let Some(s) = source {
+        if let Some(race) =
+            s.downcast_ref::<tp_transport::race::RaceError<tp_transport::dial::DialError>>()
+        {
+            return Error::new(crate::ErrorKind::ConnectionProblem, race.to_string());
+        }
+        source = s.source();
+    }
+    Error::with_source(
+        crate::ErrorKind::ConnectionProblem,
+        format!("cannot connect: {e}"),
+        e,
+    )
 }

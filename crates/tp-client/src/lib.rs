@@ -10,10 +10,12 @@
 //!
 //! # Status
 //!
-//! [`Client`] runs over any tonic [`Channel`](tonic::transport::Channel)
-//! ([`Client::from_channel`]). `Client::connect` — racing every address, credential and
-//! connection mode through `tp-transport`, with reconnects and reloaded credentials —
-//! is being built under the transport and client issue.
+//! [`Client::connect`] races every [`Target`] (direct mTLS to an Auth address, or TLS
+//! routing through a proxy's web port) and keeps the first that completes, then checks
+//! it with a Ping; [`Client::from_channel`] runs over any tonic
+//! [`Channel`](tonic::transport::Channel). Targets currently take a rustls client
+//! configuration; the `tp-creds` loaders, the SSH tunnel and proxy discovery join as
+//! those crates land.
 //!
 //! # Behaviour shared with Teleport's Go client
 //!
@@ -26,9 +28,11 @@
 mod client;
 mod error;
 
-pub use client::{Client, UserTokenType};
+pub use client::{Client, Config, UserTokenType};
 pub use error::{Error, ErrorKind};
 pub use tp_proto::{proto, types};
+pub use tp_transport::connector::Target;
+pub use tp_transport::proxy_env::ProxyMatcher;
 
 /// The result of a client call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -18,11 +18,14 @@
 //!   ClientHello reader for the proxy's router.
 //! - [`dial`]: TCP (through HTTP `CONNECT` when a proxy applies), TLS, and the direct and
 //!   TLS-routing modes to the Auth server, with errors that name what failed.
+//! - [`connector`]: a tower `Service<Uri>` that races the targets on every call, for tonic's
+//!   `Endpoint::connect_with_connector` (and reconnects).
 //! - [`race`]: every candidate dial at once under one deadline; the first success wins.
 //! - [`proxy_env`]: `HTTPS_PROXY`/`NO_PROXY` as Teleport's Go client reads them.
 
 pub mod addr;
 pub mod alpn;
+pub mod connector;
 pub mod dial;
 pub mod discovery;
 pub mod proxy_env;

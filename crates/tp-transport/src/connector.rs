@@ -1,0 +1,138 @@
+//! A tower `Service<Uri>` connector that races every configured way to the Auth server
+//! each time it is called, so any tonic or hyper client can run over tp's transports —
+//! and reconnects (which call the connector again) pick the best path anew.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use hyper_util::rt::TokioIo;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::ClientConfig;
+
+use crate::addr::HostPort;
+use crate::dial::{self, BoxedStream, DialError};
+use crate::proxy_env::ProxyMatcher;
+use crate::race::{Attempt, AttemptFuture, RaceError, race};
+
+/// One way to reach the Auth server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Target {
+    /// mTLS straight to an Auth server address.
+    Direct {
+        /// The Auth server (`host:3025`).
+        addr: HostPort,
+        /// The credential's TLS configuration.
+        tls: Arc<ClientConfig>,
+        /// The TLS server name (normally `teleport.cluster.local`).
+        server_name: String,
+        /// Where the credential came from, for error messages.
+        credential: String,
+    },
+    /// mTLS through the proxy's web port with TLS routing.
+    TlsRouting {
+        /// The proxy's web address (`host:3080` or `:443`).
+        web_addr: HostPort,
+        /// The cluster whose Auth server to reach.
+        cluster: String,
+        /// The credential's TLS configuration.
+        tls: Arc<ClientConfig>,
+        /// The TLS server name (normally `teleport.cluster.local`).
+        server_name: String,
+        /// Where the credential came from, for error messages.
+        credential: String,
+    },
+}
+
+impl Target {
+    fn attempt(&self) -> Attempt {
+        match self {
+            Self::Direct {
+                addr, credential, ..
+            } => Attempt::new(addr.to_string(), credential.clone(), "direct"),
+            Self::TlsRouting {
+                web_addr,
+                credential,
+                ..
+            } => Attempt::new(web_addr.to_string(), credential.clone(), "tls-routing"),
+        }
+    }
+
+    async fn dial(self, proxy: Arc<ProxyMatcher>) -> Result<TlsStream<BoxedStream>, DialError> {
+        match self {
+            Self::Direct {
+                addr,
+                tls,
+                server_name,
+                ..
+            } => dial::direct(&addr, tls, &server_name, &proxy).await,
+            Self::TlsRouting {
+                web_addr,
+                cluster,
+                tls,
+                server_name,
+                ..
+            } => dial::tls_routing(&web_addr, &cluster, tls, &server_name, &proxy).await,
+        }
+    }
+}
+
+/// The stream a [`Connector`] yields: mutually authenticated TLS with `h2` negotiated.
+pub type AuthStream = TlsStream<BoxedStream>;
+
+/// Races its targets on every call (see [`race`]).
+#[derive(Debug, Clone)]
+pub struct Connector {
+    targets: Arc<Vec<Target>>,
+    timeout: Duration,
+    proxy: Arc<ProxyMatcher>,
+}
+
+impl Connector {
+    /// A connector over `targets`, each call bounded by `timeout`, going through the HTTP
+    /// proxy `proxy` picks where one applies.
+    pub fn new(targets: Vec<Target>, timeout: Duration, proxy: ProxyMatcher) -> Self {
+        Self {
+            targets: Arc::new(targets),
+            timeout,
+            proxy: Arc::new(proxy),
+        }
+    }
+
+    /// Dials every target at once and returns the first stream to complete, and which
+    /// target it was.
+    pub async fn dial(&self) -> Result<(AuthStream, Attempt), RaceError<DialError>> {
+        let attempts: Vec<(Attempt, AttemptFuture<'static, AuthStream, DialError>)> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let fut: AttemptFuture<'static, AuthStream, DialError> =
+                    Box::pin(t.clone().dial(self.proxy.clone()));
+                (t.attempt(), fut)
+            })
+            .collect();
+        race(attempts, self.timeout).await
+    }
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<AuthStream>;
+    type Error = RaceError<DialError>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        // The URI is tonic's placeholder; the targets say where to go.
+        let this = self.clone();
+        Box::pin(async move {
+            let (stream, attempt) = this.dial().await?;
+            tracing::debug!(%attempt, "connected to the Auth server");
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
