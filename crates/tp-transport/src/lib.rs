@@ -21,6 +21,7 @@
 //! - [`connector`]: a tower `Service<Uri>` that races the targets on every call, for tonic's
 //!   `Endpoint::connect_with_connector` (and reconnects).
 //! - [`race`]: every candidate dial at once under one deadline; the first success wins.
+//! - [`rewind`]: the server half of TLS routing — read the ClientHello, then replay it.
 //! - [`proxy_env`]: `HTTPS_PROXY`/`NO_PROXY` as Teleport's Go client reads them.
 
 pub mod addr;
@@ -30,3 +31,4 @@ pub mod dial;
 pub mod discovery;
 pub mod proxy_env;
 pub mod race;
+pub mod rewind;
