@@ -1,0 +1,108 @@
+//! The proxy's web port: one listener, routed by the ClientHello's ALPN.
+//!
+//! - `teleport-auth@<hex(cluster)>…` — forwarded raw (still encrypted) to the Auth
+//!   server; the proxy does not terminate this TLS.
+//! - `teleport-reversetunnel` — the reverse tunnel over the web port. tp's tunnel
+//!   server is not part of this crate yet, so such connections are closed with a log
+//!   line rather than half-served.
+//! - anything else (`h2`, `http/1.1`, no ALPN) — TLS is terminated with the web
+//!   certificate and the HTTPS API ([`crate::web`]) answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tp_transport::addr::HostPort;
+use tp_transport::alpn::{self, Route};
+use tp_transport::rewind::read_client_hello;
+
+/// How long a new connection may take to send its ClientHello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The web port's routing and handlers.
+#[derive(Debug, Clone)]
+pub struct WebPort {
+    cluster: String,
+    tls: Arc<ServerConfig>,
+    web: axum::Router,
+    auth_addr: HostPort,
+}
+
+impl WebPort {
+    /// A web port for `cluster` that terminates web TLS with `tls` (its ALPN list is set
+    /// to `h2` and `http/1.1`), serves `web`, and forwards Auth connections to
+    /// `auth_addr`.
+    pub fn new(
+        cluster: impl Into<String>,
+        tls: ServerConfig,
+        web: axum::Router,
+        auth_addr: HostPort,
+    ) -> Self {
+        let mut tls = tls;
+        tls.alpn_protocols = vec![
+            alpn::H2.as_bytes().to_vec(),
+            alpn::HTTP1.as_bytes().to_vec(),
+        ];
+        Self {
+            cluster: cluster.into(),
+            tls: Arc::new(tls),
+            web,
+            auth_addr,
+        }
+    }
+
+    /// Accepts connections until the listener fails; each is handled on its own task.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (tcp, peer) = listener.accept().await?;
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.handle(tcp).await {
+                    tracing::debug!(%peer, error = %e, "web port connection ended");
+                }
+            });
+        }
+    }
+
+    /// Routes one connection.
+    pub async fn handle(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let _ = tcp.set_nodelay(true);
+        let (hello, stream) = read_client_hello(tcp, HELLO_TIMEOUT).await?;
+        match alpn::route(&hello.alpn)? {
+            Route::Auth { cluster } => {
+                if cluster != self.cluster {
+                    return Err(format!(
+                        "no Auth server for cluster {cluster:?} here (this is {:?})",
+                        self.cluster
+                    )
+                    .into());
+                }
+                let mut upstream =
+                    TcpStream::connect((self.auth_addr.host.as_str(), self.auth_addr.port)).await?;
+                let _ = upstream.set_nodelay(true);
+                let mut stream = stream;
+                tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
+                Ok(())
+            }
+            Route::ReverseTunnel => {
+                Err("the reverse tunnel over the web port is not served by this proxy yet".into())
+            }
+            _ => {
+                let tls = TlsAcceptor::from(self.tls.clone()).accept(stream).await?;
+                let service = TowerToHyperService::new(self.web.clone());
+                auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+}
