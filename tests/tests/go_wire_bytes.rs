@@ -18,7 +18,10 @@ use tp_proto::GoDefaults;
 use tp_proto::proto::{ListRolesRequest, ListRolesResponse, PingResponse, UserCertsRequest};
 use tp_proto::types::{ProvisionTokenV2, RoleV6, UserV2};
 
-#[allow(clippy::disallowed_methods, reason = "tests take the Go output path from xtask")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests take the Go output path from xtask"
+)]
 fn go_output() -> BTreeMap<String, Value> {
     let text = match std::env::var("TP_WIREBYTES_JSON") {
         // `cargo xtask interop` runs the Go side once and passes its output here.

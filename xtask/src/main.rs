@@ -80,7 +80,10 @@ fn display(cmd: &Command) -> String {
     s
 }
 
-#[allow(clippy::disallowed_methods, reason = "xtask is a tool: it runs the cargo that runs it")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "xtask is a tool: it runs the cargo that runs it"
+)]
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
