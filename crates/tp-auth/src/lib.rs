@@ -9,7 +9,12 @@
 //!
 //! # Modules
 //!
+//! - [`listener`]: the mutual-TLS listener for tonic (concurrent handshakes under a
+//!   deadline, ALPN `h2`, the peer's certificate chain in every request).
+//! - [`identity`]: the identity in a client certificate, attributed to the user or host CA.
 //! - [`rbac`]: Teleport's access rules — rule and verb matching, `where` predicates,
 //!   label selectors, the implicit, preset and built-in admin roles.
 
+pub mod identity;
+pub mod listener;
 pub mod rbac;

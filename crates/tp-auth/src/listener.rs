@@ -1,0 +1,152 @@
+//! The Auth server's mutual-TLS listener for tonic.
+//!
+//! Every connection must present a client certificate chained to one of the trusted
+//! CAs (the cluster's user and host CAs) over TLS 1.2 or 1.3; the server selects ALPN
+//! `h2`, also when the client offers `teleport-auth@…` first (connections a proxy
+//! forwards untouched). TLS handshakes run concurrently, each under a deadline, so a
+//! slow or silent client cannot hold up others. The peer's certificate chain reaches
+//! every request as [`PeerInfo`] in its extensions.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Handshakes in flight at once; more wait for the accept loop.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Builds the Auth server's TLS configuration: its own certificate chain and key, client
+/// certificates required and verified against `client_cas`, ALPN `h2`.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_cas: Vec<CertificateDer<'static>>,
+) -> Result<ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in client_cas {
+        roots.add(ca)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| rustls::Error::General(format!("client certificate verifier: {e}")))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// What the server knows about the peer of a request.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer's socket address.
+    pub remote_addr: Option<SocketAddr>,
+    /// The verified client certificate chain, leaf first.
+    pub certs: Arc<Vec<CertificateDer<'static>>>,
+}
+
+/// An accepted, handshaken connection.
+#[derive(Debug)]
+pub struct TlsConnection {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    info: PeerInfo,
+}
+
+impl Connected for TlsConnection {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Accepts TCP connections on `listener`, runs each TLS handshake on its own task under
+/// [`HANDSHAKE_TIMEOUT`], and yields the connections that complete it — the stream to
+/// give tonic's `serve_with_incoming`. Failed handshakes (no client certificate, a
+/// foreign CA, an expired certificate, bytes that are not TLS) are logged and dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> ReceiverStream<std::io::Result<TlsConnection>> {
+    let (tx, rx) = mpsc::channel(MAX_PENDING_HANDSHAKES);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: report and stop accepting.
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let certs = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .map(<[_]>::to_vec)
+                            .unwrap_or_default();
+                        let info = PeerInfo {
+                            remote_addr: Some(addr),
+                            certs: Arc::new(certs),
+                        };
+                        let _ = tx.send(Ok(TlsConnection { stream, info })).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::info!(peer = %addr, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
