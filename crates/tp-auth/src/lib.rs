@@ -12,9 +12,14 @@
 //! - [`listener`]: the mutual-TLS listener for tonic (concurrent handshakes under a
 //!   deadline, ALPN `h2`, the peer's certificate chain in every request).
 //! - [`identity`]: the identity in a client certificate, attributed to the user or host CA.
+//! - [`service`]: the gRPC services (ping, roles, users, join tokens, cluster name),
+//!   every call authorised for the caller its certificate names.
+//! - [`store`]: resources by kind and name with revisions; [`store::MemoryStore`].
 //! - [`rbac`]: Teleport's access rules — rule and verb matching, `where` predicates,
 //!   label selectors, the implicit, preset and built-in admin roles.
 
 pub mod identity;
 pub mod listener;
 pub mod rbac;
+pub mod service;
+pub mod store;

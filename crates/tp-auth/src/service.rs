@@ -1,0 +1,798 @@
+//! The gRPC services: `proto.AuthService` (roles, legacy users, join tokens, ping),
+//! `teleport.users.v1.UsersService` and `teleport.clusterconfig.v1.ClusterConfigService`,
+//! each call authorised with Teleport's RBAC for the caller the client certificate names.
+//!
+//! Calls this server does not implement answer `UNIMPLEMENTED` (the generated default
+//! stubs), which is what makes Teleport's clients fall back to older calls.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+use tp_proto::GoDefaults;
+use tp_proto::proto::auth_service_server::AuthService;
+use tp_proto::proto::{
+    self, CreateRoleRequest, CreateTokenV2Request, DeleteRoleRequest, GetRoleRequest,
+    GetRolesResponse, ListRolesRequest, ListRolesResponse, PingRequest, PingResponse,
+    UpdateRoleRequest, UpsertRoleRequest, UpsertTokenV2Request,
+};
+use tp_proto::resource::role_check_and_set_defaults;
+use tp_proto::teleport::clusterconfig::v1::GetClusterNameRequest;
+use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigService;
+use tp_proto::teleport::users::v1::users_service_server::UsersService;
+use tp_proto::teleport::users::v1::{
+    CreateUserRequest, CreateUserResponse, DeleteUserRequest, GetUserRequest, GetUserResponse,
+    ListUsersRequest, ListUsersResponse, UpdateUserRequest, UpdateUserResponse, UpsertUserRequest,
+    UpsertUserResponse,
+};
+use tp_proto::trail::ErrorKind;
+use tp_proto::types::{
+    ClusterNameSpecV2, ClusterNameV2, Metadata, ProvisionTokenV2, ProvisionTokenV2List,
+    ResourceRequest, RoleV6, UserV2,
+};
+
+use crate::identity::{self, Identity, Signer};
+use crate::listener::PeerInfo;
+use crate::rbac::{AccessContext, RoleSet, presets};
+use crate::store::{Item, Kind, Store, StoreError};
+
+/// The Teleport version this server reports (the release line of the reference API).
+pub const SERVER_VERSION: &str = "17.0.0";
+
+/// The most items one list call returns.
+const MAX_PAGE: usize = 1000;
+
+/// Where the time comes from (seconds since the epoch); a test passes a fixed clock.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    })
+}
+
+/// The Auth server's state shared by its services.
+#[derive(Clone)]
+pub struct AuthServer {
+    cluster_name: String,
+    store: Arc<dyn Store>,
+    user_cas: Vec<Vec<u8>>,
+    host_cas: Vec<Vec<u8>>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("cluster_name", &self.cluster_name)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The caller of a request and what its roles allow.
+#[derive(Debug)]
+struct Caller {
+    identity: Identity,
+    roles: RoleSet,
+    is_admin: bool,
+}
+
+impl Caller {
+    fn ctx(&self) -> AccessContext {
+        AccessContext::for_user(
+            self.identity.username.clone(),
+            self.identity.groups.clone(),
+            self.identity.traits.clone(),
+        )
+    }
+
+    fn check(&self, kind: &str, verbs: &[&str]) -> Result<(), Status> {
+        self.roles
+            .check(&self.ctx(), kind, verbs)
+            .map_err(|e| ErrorKind::AccessDenied.status(e.to_string()))
+    }
+}
+
+fn store_status(kind: Kind, name: &str, e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound => {
+            ErrorKind::NotFound.status(format!("{} {name:?} is not found", kind.as_str()))
+        }
+        StoreError::AlreadyExists => {
+            ErrorKind::AlreadyExists.status(format!("{} {name:?} already exists", kind.as_str()))
+        }
+        StoreError::CompareFailed => ErrorKind::CompareFailed.status(format!(
+            "{} {name:?} has been modified since it was read (revision mismatch)",
+            kind.as_str()
+        )),
+        other => ErrorKind::ConnectionProblem.status(other.to_string()),
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Status {
+    ErrorKind::BadParameter.status(msg)
+}
+
+fn expires_of(md: Option<&Metadata>) -> Option<i64> {
+    md.and_then(|m| m.expires.as_ref())
+        .filter(|t| **t != tp_proto::GO_ZERO_TIMESTAMP)
+        .map(|t| t.seconds)
+}
+
+fn name_of(md: Option<&Metadata>) -> &str {
+    md.map_or("", |m| m.name.as_str())
+}
+
+impl AuthServer {
+    /// An Auth server for `cluster_name` over `store`, trusting client certificates the
+    /// given user and host CAs (DER) signed.
+    pub fn new(
+        cluster_name: impl Into<String>,
+        store: Arc<dyn Store>,
+        user_cas: Vec<Vec<u8>>,
+        host_cas: Vec<Vec<u8>>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            cluster_name: cluster_name.into(),
+            store,
+            user_cas,
+            host_cas,
+            clock,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let peer = req
+            .extensions()
+            .get::<PeerInfo>()
+            .ok_or_else(|| Status::unauthenticated("no client certificate on this connection"))?;
+        let leaf = peer
+            .certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let identity = identity::from_certificate(leaf, &self.user_cas, &self.host_cas)
+            .map_err(|e| ErrorKind::AccessDenied.status(e.to_string()))?;
+        if identity.not_after < self.now() {
+            return Err(ErrorKind::AccessDenied.status("client certificate has expired"));
+        }
+        match identity.signer {
+            Signer::HostCa => {
+                if identity.groups.iter().any(|g| g == "Admin") {
+                    return Ok(Caller {
+                        identity,
+                        roles: RoleSet::new(vec![presets::admin_role()]),
+                        is_admin: true,
+                    });
+                }
+                Err(ErrorKind::AccessDenied.status(format!(
+                    "host identity with system roles {:?} has no access to this API",
+                    identity.groups
+                )))
+            }
+            _ => {
+                let mut roles = Vec::with_capacity(identity.groups.len());
+                for name in &identity.groups {
+                    let item = self
+                        .store
+                        .get(Kind::Role, name, self.now())
+                        .await
+                        .map_err(|e| store_status(Kind::Role, name, e))?;
+                    roles.push(
+                        item.decode::<RoleV6>()
+                            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?,
+                    );
+                }
+                Ok(Caller {
+                    identity,
+                    roles: RoleSet::new(roles),
+                    is_admin: false,
+                })
+            }
+        }
+    }
+
+    fn stored<M: Message + Default + GoDefaults>(
+        item: &Item,
+        set_revision: impl FnOnce(&mut M, &str),
+    ) -> Result<M, Status> {
+        let mut m: M = item
+            .decode()
+            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?;
+        set_revision(&mut m, &item.revision);
+        m.fill_go_defaults();
+        Ok(m)
+    }
+
+    async fn role(&self, name: &str) -> Result<RoleV6, Status> {
+        let item = self
+            .store
+            .get(Kind::Role, name, self.now())
+            .await
+            .map_err(|e| store_status(Kind::Role, name, e))?;
+        Self::stored(&item, |r: &mut RoleV6, rev| {
+            r.metadata.get_or_insert_with(Default::default).revision = rev.into()
+        })
+    }
+
+    async fn user(&self, name: &str, with_secrets: bool) -> Result<UserV2, Status> {
+        let item = self
+            .store
+            .get(Kind::User, name, self.now())
+            .await
+            .map_err(|e| store_status(Kind::User, name, e))?;
+        let mut u: UserV2 = Self::stored(&item, |u: &mut UserV2, rev| {
+            u.metadata.get_or_insert_with(Default::default).revision = rev.into()
+        })?;
+        if !with_secrets && let Some(spec) = u.spec.as_mut() {
+            spec.local_auth = None;
+        }
+        Ok(u)
+    }
+
+    /// Validates, defaults and writes a role with `write`, returning it as stored.
+    async fn write_role(&self, role: Option<RoleV6>, op: RoleOp) -> Result<RoleV6, Status> {
+        let mut role = role.ok_or_else(|| bad("missing role"))?;
+        role_check_and_set_defaults(&mut role).map_err(|e| bad(e.to_string()))?;
+        let name = name_of(role.metadata.as_ref()).to_string();
+        let expected = role
+            .metadata
+            .as_ref()
+            .map(|m| m.revision.clone())
+            .filter(|r| !r.is_empty());
+        if let Some(md) = role.metadata.as_mut() {
+            md.revision.clear();
+        }
+        let expires = expires_of(role.metadata.as_ref());
+        let bytes = role.encode_to_vec();
+        let now = self.now();
+        let res = match op {
+            RoleOp::Create => {
+                self.store
+                    .create(Kind::Role, &name, bytes, expires, now)
+                    .await
+            }
+            RoleOp::Update => {
+                self.store
+                    .update(Kind::Role, &name, bytes, expires, expected.as_deref(), now)
+                    .await
+            }
+            RoleOp::Upsert => self.store.put(Kind::Role, &name, bytes, expires).await,
+        };
+        res.map_err(|e| store_status(Kind::Role, &name, e))?;
+        self.role(&name).await
+    }
+
+    /// Every item of a kind, a page at a time.
+    async fn all(&self, kind: Kind) -> Result<Vec<Item>, Status> {
+        let mut out = Vec::new();
+        let mut start = String::new();
+        loop {
+            let mut page = self
+                .store
+                .list(kind, &start, MAX_PAGE + 1, self.now())
+                .await
+                .map_err(|e| store_status(kind, "", e))?;
+            let next = (page.len() > MAX_PAGE)
+                .then(|| page.pop().map(|i| i.name))
+                .flatten();
+            out.extend(page);
+            match next {
+                Some(n) => start = n,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn users_with_role(&self, role: &str) -> Result<Vec<String>, Status> {
+        let mut out = Vec::new();
+        for item in self.all(Kind::User).await? {
+            let u: UserV2 = item
+                .decode()
+                .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?;
+            if u.spec
+                .as_ref()
+                .is_some_and(|s| s.roles.iter().any(|r| r == role))
+            {
+                out.push(item.name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write_user(&self, user: Option<UserV2>, op: RoleOp) -> Result<UserV2, Status> {
+        let mut user = user.ok_or_else(|| bad("missing user"))?;
+        let name = name_of(user.metadata.as_ref()).to_string();
+        if name.is_empty() {
+            return Err(bad("missing user name"));
+        }
+        if user.kind.is_empty() {
+            user.kind = "user".into();
+        }
+        if user.version.is_empty() {
+            user.version = "v2".into();
+        }
+        let roles: Vec<String> = user
+            .spec
+            .as_ref()
+            .map(|s| s.roles.clone())
+            .unwrap_or_default();
+        for r in &roles {
+            self.store
+                .get(Kind::Role, r, self.now())
+                .await
+                .map_err(|e| store_status(Kind::Role, r, e))?;
+        }
+        let expected = user
+            .metadata
+            .as_ref()
+            .map(|m| m.revision.clone())
+            .filter(|r| !r.is_empty());
+        if let Some(md) = user.metadata.as_mut() {
+            md.revision.clear();
+            if md.namespace.is_empty() {
+                md.namespace = "default".into();
+            }
+        }
+        // Keep the stored secrets when a caller writes the user without them.
+        if let Ok(old) = self.store.get(Kind::User, &name, self.now()).await
+            && let Ok(old) = old.decode::<UserV2>()
+            && let Some(spec) = user.spec.as_mut()
+            && spec.local_auth.is_none()
+        {
+            spec.local_auth = old.spec.and_then(|s| s.local_auth);
+        }
+        let expires = expires_of(user.metadata.as_ref());
+        let bytes = user.encode_to_vec();
+        let now = self.now();
+        let res = match op {
+            RoleOp::Create => {
+                self.store
+                    .create(Kind::User, &name, bytes, expires, now)
+                    .await
+            }
+            RoleOp::Update => {
+                self.store
+                    .update(Kind::User, &name, bytes, expires, expected.as_deref(), now)
+                    .await
+            }
+            RoleOp::Upsert => self.store.put(Kind::User, &name, bytes, expires).await,
+        };
+        res.map_err(|e| store_status(Kind::User, &name, e))?;
+        self.user(&name, false).await
+    }
+
+    async fn list_users_page(
+        &self,
+        caller: &Caller,
+        start: &str,
+        limit: i32,
+        with_secrets: bool,
+    ) -> Result<(Vec<UserV2>, String), Status> {
+        caller.check("user", &["list", "read"])?;
+        let limit = usize::try_from(limit)
+            .ok()
+            .filter(|l| *l > 0)
+            .unwrap_or(MAX_PAGE)
+            .min(MAX_PAGE);
+        let page = self
+            .store
+            .list(Kind::User, start, limit + 1, self.now())
+            .await
+            .map_err(|e| store_status(Kind::User, "", e))?;
+        let more = page.len() > limit;
+        let mut users = Vec::with_capacity(limit);
+        for item in page.iter().take(limit) {
+            users.push(self.user(&item.name, with_secrets).await?);
+        }
+        let next = if more {
+            page[limit].name.clone()
+        } else {
+            String::new()
+        };
+        Ok((users, next))
+    }
+
+    async fn write_token(
+        &self,
+        token: Option<ProvisionTokenV2>,
+        create: bool,
+    ) -> Result<(), Status> {
+        let mut token = token.ok_or_else(|| bad("missing token"))?;
+        let name = name_of(token.metadata.as_ref()).to_string();
+        if name.is_empty() {
+            return Err(bad("missing token name"));
+        }
+        if token.kind.is_empty() {
+            token.kind = "token".into();
+        }
+        if token.version.is_empty() {
+            token.version = "v2".into();
+        }
+        let spec = token.spec.get_or_insert_with(Default::default);
+        if spec.roles.is_empty() {
+            return Err(bad("a token needs at least one system role"));
+        }
+        if spec.join_method.is_empty() {
+            spec.join_method = "token".into();
+        }
+        let expires = expires_of(token.metadata.as_ref());
+        let bytes = token.encode_to_vec();
+        let res = if create {
+            self.store
+                .create(Kind::Token, &name, bytes, expires, self.now())
+                .await
+        } else {
+            self.store.put(Kind::Token, &name, bytes, expires).await
+        };
+        res.map(|_| ())
+            .map_err(|e| store_status(Kind::Token, &name, e))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RoleOp {
+    Create,
+    Update,
+    Upsert,
+}
+
+type Rpc<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl AuthService for AuthServer {
+    async fn ping(&self, req: Request<PingRequest>) -> Rpc<PingResponse> {
+        self.caller(&req).await?;
+        Ok(Response::new(PingResponse {
+            cluster_name: self.cluster_name.clone(),
+            server_version: SERVER_VERSION.into(),
+            server_features: Some(proto::Features::default()),
+            remote_addr: req
+                .extensions()
+                .get::<PeerInfo>()
+                .and_then(|p| p.remote_addr)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_role(&self, req: Request<GetRoleRequest>) -> Rpc<RoleV6> {
+        let caller = self.caller(&req).await?;
+        let name = &req.get_ref().name;
+        if name.is_empty() {
+            return Err(bad("missing name"));
+        }
+        // A user may always read the roles it holds.
+        if !caller.identity.groups.iter().any(|g| g == name) || caller.is_admin {
+            caller.check("role", &["read"])?;
+        }
+        Ok(Response::new(self.role(name).await?))
+    }
+
+    async fn get_roles(&self, req: Request<()>) -> Rpc<GetRolesResponse> {
+        let caller = self.caller(&req).await?;
+        caller.check("role", &["list", "read"])?;
+        let mut roles = Vec::new();
+        for item in self.all(Kind::Role).await? {
+            roles.push(Self::stored(&item, |r: &mut RoleV6, rev| {
+                r.metadata.get_or_insert_with(Default::default).revision = rev.into()
+            })?);
+        }
+        Ok(Response::new(GetRolesResponse { roles }))
+    }
+
+    async fn list_roles(&self, req: Request<ListRolesRequest>) -> Rpc<ListRolesResponse> {
+        let caller = self.caller(&req).await?;
+        caller.check("role", &["list", "read"])?;
+        let r = req.get_ref();
+        let limit = usize::try_from(r.limit)
+            .ok()
+            .filter(|l| *l > 0)
+            .unwrap_or(MAX_PAGE)
+            .min(MAX_PAGE);
+        // StartKey is the first name of the page (inclusive), as Teleport pages.
+        let page = self
+            .store
+            .list(Kind::Role, &r.start_key, limit + 1, self.now())
+            .await
+            .map_err(|e| store_status(Kind::Role, "", e))?;
+        let next_key = page.get(limit).map(|i| i.name.clone()).unwrap_or_default();
+        let mut roles = Vec::with_capacity(limit);
+        for item in page.iter().take(limit) {
+            roles.push(Self::stored(item, |r: &mut RoleV6, rev| {
+                r.metadata.get_or_insert_with(Default::default).revision = rev.into()
+            })?);
+        }
+        let mut resp = Response::new(ListRolesResponse { roles, next_key });
+        resp.metadata_mut().insert(
+            "version",
+            SERVER_VERSION
+                .parse()
+                .map_err(|_| Status::internal("version header"))?,
+        );
+        Ok(resp)
+    }
+
+    async fn create_role(&self, req: Request<CreateRoleRequest>) -> Rpc<RoleV6> {
+        let caller = self.caller(&req).await?;
+        caller.check("role", &["create"])?;
+        Ok(Response::new(
+            self.write_role(req.into_inner().role, RoleOp::Create)
+                .await?,
+        ))
+    }
+
+    async fn update_role(&self, req: Request<UpdateRoleRequest>) -> Rpc<RoleV6> {
+        let caller = self.caller(&req).await?;
+        caller.check("role", &["update"])?;
+        Ok(Response::new(
+            self.write_role(req.into_inner().role, RoleOp::Update)
+                .await?,
+        ))
+    }
+
+    async fn upsert_role_v2(&self, req: Request<UpsertRoleRequest>) -> Rpc<RoleV6> {
+        let caller = self.caller(&req).await?;
+        caller.check("role", &["create", "update"])?;
+        Ok(Response::new(
+            self.write_role(req.into_inner().role, RoleOp::Upsert)
+                .await?,
+        ))
+    }
+
+    async fn upsert_role(&self, req: Request<RoleV6>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("role", &["create", "update"])?;
+        self.write_role(Some(req.into_inner()), RoleOp::Upsert)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn delete_role(&self, req: Request<DeleteRoleRequest>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("role", &["delete"])?;
+        let name = req.into_inner().name;
+        if name.is_empty() {
+            return Err(bad("missing name"));
+        }
+        let users = self.users_with_role(&name).await?;
+        if !users.is_empty() {
+            return Err(bad(format!(
+                "role {name:?} is used by user(s) {}; remove it from them first",
+                users.join(", ")
+            )));
+        }
+        self.store
+            .delete(Kind::Role, &name, self.now())
+            .await
+            .map_err(|e| store_status(Kind::Role, &name, e))?;
+        Ok(Response::new(()))
+    }
+
+    async fn get_user(&self, req: Request<proto::GetUserRequest>) -> Rpc<UserV2> {
+        let caller = self.caller(&req).await?;
+        let r = req.get_ref();
+        if r.name != caller.identity.username || r.with_secrets {
+            caller.check("user", &["read"])?;
+        }
+        Ok(Response::new(self.user(&r.name, r.with_secrets).await?))
+    }
+
+    async fn get_current_user(&self, req: Request<()>) -> Rpc<UserV2> {
+        let caller = self.caller(&req).await?;
+        Ok(Response::new(
+            self.user(&caller.identity.username, false).await?,
+        ))
+    }
+
+    async fn create_user(&self, req: Request<UserV2>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["create"])?;
+        self.write_user(Some(req.into_inner()), RoleOp::Create)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn update_user(&self, req: Request<UserV2>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["update"])?;
+        self.write_user(Some(req.into_inner()), RoleOp::Update)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn delete_user(&self, req: Request<proto::DeleteUserRequest>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["delete"])?;
+        let name = req.into_inner().name;
+        self.store
+            .delete(Kind::User, &name, self.now())
+            .await
+            .map_err(|e| store_status(Kind::User, &name, e))?;
+        Ok(Response::new(()))
+    }
+
+    async fn get_token(&self, req: Request<ResourceRequest>) -> Rpc<ProvisionTokenV2> {
+        let caller = self.caller(&req).await?;
+        caller.check("token", &["read"])?;
+        let name = &req.get_ref().name;
+        let item = self
+            .store
+            .get(Kind::Token, name, self.now())
+            .await
+            .map_err(|e| store_status(Kind::Token, name, e))?;
+        Ok(Response::new(Self::stored(
+            &item,
+            |t: &mut ProvisionTokenV2, rev| {
+                t.metadata.get_or_insert_with(Default::default).revision = rev.into()
+            },
+        )?))
+    }
+
+    async fn get_tokens(&self, req: Request<()>) -> Rpc<ProvisionTokenV2List> {
+        let caller = self.caller(&req).await?;
+        caller.check("token", &["list", "read"])?;
+        let items = self.all(Kind::Token).await?;
+        let mut provision_tokens = Vec::with_capacity(items.len());
+        for item in &items {
+            provision_tokens.push(Self::stored(item, |t: &mut ProvisionTokenV2, rev| {
+                t.metadata.get_or_insert_with(Default::default).revision = rev.into()
+            })?);
+        }
+        Ok(Response::new(ProvisionTokenV2List { provision_tokens }))
+    }
+
+    async fn create_token_v2(&self, req: Request<CreateTokenV2Request>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("token", &["create"])?;
+        let token = req
+            .into_inner()
+            .token
+            .map(|proto::create_token_v2_request::Token::V2(t)| t);
+        self.write_token(token, true).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn upsert_token_v2(&self, req: Request<UpsertTokenV2Request>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("token", &["create", "update"])?;
+        let token = req
+            .into_inner()
+            .token
+            .map(|proto::upsert_token_v2_request::Token::V2(t)| t);
+        self.write_token(token, false).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn delete_token(&self, req: Request<ResourceRequest>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("token", &["delete"])?;
+        let name = req.into_inner().name;
+        self.store
+            .delete(Kind::Token, &name, self.now())
+            .await
+            .map_err(|e| store_status(Kind::Token, &name, e))?;
+        Ok(Response::new(()))
+    }
+}
+
+#[tonic::async_trait]
+impl UsersService for AuthServer {
+    async fn get_user(&self, req: Request<GetUserRequest>) -> Rpc<GetUserResponse> {
+        let caller = self.caller(&req).await?;
+        let r = req.get_ref();
+        let name = if r.name.is_empty() && r.current_user {
+            caller.identity.username.clone()
+        } else {
+            r.name.clone()
+        };
+        if name.is_empty() {
+            return Err(bad("missing username"));
+        }
+        if name != caller.identity.username || r.with_secrets {
+            caller.check("user", &["read"])?;
+        }
+        Ok(Response::new(GetUserResponse {
+            user: Some(self.user(&name, r.with_secrets).await?),
+        }))
+    }
+
+    async fn list_users(&self, req: Request<ListUsersRequest>) -> Rpc<ListUsersResponse> {
+        let caller = self.caller(&req).await?;
+        let r = req.get_ref();
+        let (users, next_page_token) = self
+            .list_users_page(&caller, &r.page_token, r.page_size, r.with_secrets)
+            .await?;
+        let mut resp = Response::new(ListUsersResponse {
+            users,
+            next_page_token,
+        });
+        resp.metadata_mut().insert(
+            "version",
+            SERVER_VERSION
+                .parse()
+                .map_err(|_| Status::internal("version header"))?,
+        );
+        Ok(resp)
+    }
+
+    async fn create_user(&self, req: Request<CreateUserRequest>) -> Rpc<CreateUserResponse> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["create"])?;
+        let user = self
+            .write_user(req.into_inner().user, RoleOp::Create)
+            .await?;
+        Ok(Response::new(CreateUserResponse { user: Some(user) }))
+    }
+
+    async fn update_user(&self, req: Request<UpdateUserRequest>) -> Rpc<UpdateUserResponse> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["update"])?;
+        let user = self
+            .write_user(req.into_inner().user, RoleOp::Update)
+            .await?;
+        Ok(Response::new(UpdateUserResponse { user: Some(user) }))
+    }
+
+    async fn upsert_user(&self, req: Request<UpsertUserRequest>) -> Rpc<UpsertUserResponse> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["create", "update"])?;
+        let user = self
+            .write_user(req.into_inner().user, RoleOp::Upsert)
+            .await?;
+        Ok(Response::new(UpsertUserResponse { user: Some(user) }))
+    }
+
+    async fn delete_user(&self, req: Request<DeleteUserRequest>) -> Rpc<()> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["delete"])?;
+        let name = req.into_inner().name;
+        self.store
+            .delete(Kind::User, &name, self.now())
+            .await
+            .map_err(|e| store_status(Kind::User, &name, e))?;
+        Ok(Response::new(()))
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterConfigService for AuthServer {
+    async fn get_cluster_name(&self, req: Request<GetClusterNameRequest>) -> Rpc<ClusterNameV2> {
+        let caller = self.caller(&req).await?;
+        caller.check("cluster_name", &["read"])?;
+        let mut cn = ClusterNameV2 {
+            kind: "cluster_name".into(),
+            version: "v2".into(),
+            metadata: Some(Metadata {
+                name: "cluster-name".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            }),
+            spec: Some(ClusterNameSpecV2 {
+                cluster_name: self.cluster_name.clone(),
+                cluster_id: String::new(),
+            }),
+            ..Default::default()
+        };
+        if let Ok(item) = self
+            .store
+            .get(Kind::ClusterName, "cluster-name", self.now())
+            .await
+        {
+            cn = Self::stored(&item, |c: &mut ClusterNameV2, rev| {
+                c.metadata.get_or_insert_with(Default::default).revision = rev.into()
+            })?;
+        }
+        cn.fill_go_defaults();
+        Ok(Response::new(cn))
+    }
+}
