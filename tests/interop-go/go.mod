@@ -4,6 +4,7 @@ go 1.22.7
 
 require (
 	github.com/gravitational/teleport/api v0.0.0-20250128104452-ecabf6b767ac
+	github.com/gravitational/trace v1.4.0
 	golang.org/x/crypto v0.32.0
 )
 
@@ -20,7 +21,6 @@ require (
 	github.com/gobwas/ws v1.4.0 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/gravitational/trace v1.4.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.25.1 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/mattermost/xml-roundtrip-validator v0.1.0 // indirect

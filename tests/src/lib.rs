@@ -5,6 +5,8 @@
 //! [`run_go`] runs one of its programs, failing loudly when Go is missing rather than
 //! skipping.
 
+pub mod pki;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -30,8 +32,9 @@ pub fn run_go(program: &str, args: &[&str]) -> String {
     eprint!("{stderr}");
     assert!(
         out.status.success(),
-        "go run ./cmd/{program} failed ({}):\n{stderr}",
-        out.status
+        "go run ./cmd/{program} failed ({}):\n{}\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{program} printed non-UTF-8: {e}"))
 }

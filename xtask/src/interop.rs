@@ -14,10 +14,16 @@ use crate::{cargo, root, run_cmd};
 
 /// The Rust test targets of the `tp-tests` crate that make up the suite, with what each
 /// proves.
-const CASES: &[(&str, &str)] = &[(
-    "go_wire_bytes",
-    "tp-proto encodes the shared fixtures to the same bytes as the reference Go types",
-)];
+const CASES: &[(&str, &str)] = &[
+    (
+        "go_wire_bytes",
+        "tp-proto encodes the shared fixtures to the same bytes as the reference Go types",
+    ),
+    (
+        "go_client",
+        "the reference Go client (client.New, LoadKeyPair, direct) against a tp Auth server",
+    ),
+];
 
 pub(crate) fn run() -> anyhow::Result<()> {
     let root = root();

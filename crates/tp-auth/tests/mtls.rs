@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-mod common;
-
-use common::{Ca, client_tls, connect};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::Server;
@@ -14,6 +11,7 @@ use tp_auth::identity;
 use tp_auth::listener::{self, PeerInfo};
 use tp_proto::proto::auth_service_server::{AuthService, AuthServiceServer};
 use tp_proto::proto::{PingRequest, PingResponse};
+use tp_tests::pki::{Ca, client_tls, connect};
 use tp_transport::addr::HostPort;
 
 /// Answers Ping with what it decoded from the caller's certificate.

@@ -2,11 +2,8 @@
 //! (an admin creates `api-role` and `api-user`; `api-user` may read its role and nothing
 //! else), Teleport's error kinds, conditional updates, pagination and tokens.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Ca, client_tls, connect};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tp_auth::listener;
@@ -21,6 +18,7 @@ use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
 use tp_proto::types::{
     Metadata, ProvisionTokenSpecV2, ProvisionTokenV2, RoleV6, UserSpecV2, UserV2,
 };
+use tp_tests::pki::{Ca, client_tls, connect};
 use tp_transport::addr::HostPort;
 
 struct Cluster {

@@ -19,17 +19,27 @@ use tp_client::{Client, Config, Target};
 use tp_transport::addr::HostPort;
 use tp_transport::alpn;
 
+/// A certificate chain and its private key.
 pub type Creds = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
+/// The ring crypto provider (the only one tp uses).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A certificate authority made for one test.
 pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ca")
+    }
+}
+
 impl Ca {
+    /// A CA whose subject is CN and O `cluster`, as Teleport's CAs are.
     pub fn new(cluster: &str) -> Self {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -42,6 +52,7 @@ impl Ca {
         }
     }
 
+    /// The CA certificate.
     pub fn der(&self) -> CertificateDer<'static> {
         self.issuer.der().clone()
     }
@@ -72,6 +83,7 @@ impl Ca {
         )
     }
 
+    /// A server certificate for `teleport.cluster.local` and `*.teleport.cluster.local`.
     pub fn server(&self) -> Creds {
         let key = KeyPair::generate().unwrap();
         let cert = CertificateParams::new(vec![
@@ -88,6 +100,7 @@ impl Ca {
     }
 }
 
+/// A client configuration trusting `trust`, presenting `creds` if given, offering h2.
 pub fn client_tls(trust: &Ca, creds: Option<Creds>) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(trust.der()).unwrap();
@@ -103,6 +116,7 @@ pub fn client_tls(trust: &Ca, creds: Option<Creds>) -> Arc<ClientConfig> {
     Arc::new(c)
 }
 
+/// Connects tp-client to `addr` in `mode` (`direct`, or TLS routing otherwise).
 pub async fn connect(
     addr: &HostPort,
     tls: Arc<ClientConfig>,
@@ -130,4 +144,34 @@ pub async fn connect(
             .dial_timeout(Duration::from_secs(5)),
     )
     .await
+}
+
+/// PEM-encodes one DER object.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII.
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str(&format!("-----END {label}-----\n"));
+    s
+}
+
+/// Writes `creds` and `ca` as PEM files `cert.pem`, `key.pem` (mode 0600) and `ca.pem`
+/// in `dir`, the layout Teleport's Go `client.LoadKeyPair` reads.
+pub fn write_key_pair(dir: &std::path::Path, creds: &Creds, ca: &Ca) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::write(dir.join("cert.pem"), pem("CERTIFICATE", &creds.0[0]))?;
+    let mut key = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("key.pem"))?;
+    key.write_all(pem("PRIVATE KEY", creds.1.secret_der()).as_bytes())?;
+    std::fs::write(dir.join("ca.pem"), pem("CERTIFICATE", &ca.der()))
 }
