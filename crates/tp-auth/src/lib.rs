@@ -15,11 +15,13 @@
 //! - [`service`]: the gRPC services (ping, roles, users, join tokens, cluster name),
 //!   every call authorised for the caller its certificate names.
 //! - [`store`]: resources by kind and name with revisions; [`store::MemoryStore`].
+//! - [`password`]: argon2id password hashes and Teleport's length rules.
 //! - [`rbac`]: Teleport's access rules — rule and verb matching, `where` predicates,
 //!   label selectors, the implicit, preset and built-in admin roles.
 
 pub mod identity;
 pub mod listener;
+pub mod password;
 pub mod rbac;
 pub mod service;
 pub mod store;

@@ -12,9 +12,11 @@ use tonic::{Request, Response, Status};
 use tp_proto::GoDefaults;
 use tp_proto::proto::auth_service_server::AuthService;
 use tp_proto::proto::{
-    self, CreateRoleRequest, CreateTokenV2Request, DeleteRoleRequest, GetRoleRequest,
-    GetRolesResponse, ListRolesRequest, ListRolesResponse, PingRequest, PingResponse,
-    UpdateRoleRequest, UpsertRoleRequest, UpsertTokenV2Request,
+    self, ChangeUserAuthenticationRequest, ChangeUserAuthenticationResponse,
+    CreateResetPasswordTokenRequest, CreateRoleRequest, CreateTokenV2Request, DeleteRoleRequest,
+    GetResetPasswordTokenRequest, GetRoleRequest, GetRolesResponse, ListRolesRequest,
+    ListRolesResponse, PingRequest, PingResponse, UpdateRoleRequest, UpsertRoleRequest,
+    UpsertTokenV2Request,
 };
 use tp_proto::resource::role_check_and_set_defaults;
 use tp_proto::teleport::clusterconfig::v1::GetClusterNameRequest;
@@ -28,7 +30,7 @@ use tp_proto::teleport::users::v1::{
 use tp_proto::trail::ErrorKind;
 use tp_proto::types::{
     ClusterNameSpecV2, ClusterNameV2, Metadata, ProvisionTokenV2, ProvisionTokenV2List,
-    ResourceRequest, RoleV6, UserV2,
+    ResourceRequest, RoleV6, UserTokenSpecV3, UserTokenV3, UserV2,
 };
 
 use crate::identity::{self, Identity, Signer};
@@ -62,6 +64,7 @@ pub struct AuthServer {
     user_cas: Vec<Vec<u8>>,
     host_cas: Vec<Vec<u8>>,
     clock: Clock,
+    web_proxy_addr: String,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -143,6 +146,22 @@ impl AuthServer {
             user_cas,
             host_cas,
             clock,
+            web_proxy_addr: String::new(),
+        }
+    }
+
+    /// The proxy's public web address (`host:port`) used in invite and reset URLs;
+    /// without one, `<cluster name>:3080`.
+    pub fn with_web_proxy_addr(mut self, addr: impl Into<String>) -> Self {
+        self.web_proxy_addr = addr.into();
+        self
+    }
+
+    fn web_proxy_addr(&self) -> String {
+        if self.web_proxy_addr.is_empty() {
+            format!("{}:3080", self.cluster_name)
+        } else {
+            self.web_proxy_addr.clone()
         }
     }
 
@@ -171,6 +190,13 @@ impl AuthServer {
                         identity,
                         roles: RoleSet::new(vec![presets::admin_role()]),
                         is_admin: true,
+                    });
+                }
+                if identity.groups.iter().any(|g| g == "Proxy") {
+                    return Ok(Caller {
+                        identity,
+                        roles: RoleSet::new(vec![presets::proxy_role()]),
+                        is_admin: false,
                     });
                 }
                 Err(ErrorKind::AccessDenied.status(format!(
@@ -438,6 +464,46 @@ impl AuthServer {
     }
 }
 
+/// Invite tokens live 1 h by default and at most 48 h; reset tokens 8 h and 24 h.
+const INVITE_TTL: (i64, i64) = (3600, 48 * 3600);
+const RESET_TTL: (i64, i64) = (8 * 3600, 24 * 3600);
+
+fn random_token_id() -> Result<String, Status> {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| Status::internal("no randomness available"))?;
+    Ok(hex::encode(b))
+}
+
+impl AuthServer {
+    async fn user_token(&self, id: &str) -> Result<UserTokenV3, Status> {
+        let item = self
+            .store
+            .get(Kind::UserToken, id, self.now())
+            .await
+            .map_err(|_| {
+                ErrorKind::NotFound.status("this invite or reset link is unknown, used or expired")
+            })?;
+        Self::stored(&item, |_: &mut UserTokenV3, _| {})
+    }
+
+    async fn delete_user_tokens_of(&self, user: &str) -> Result<(), Status> {
+        for item in self.all(Kind::UserToken).await? {
+            if let Ok(t) = item.decode::<UserTokenV3>()
+                && t.spec.as_ref().is_some_and(|s| s.user == user)
+            {
+                let _ = self
+                    .store
+                    .delete(Kind::UserToken, &item.name, self.now())
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum RoleOp {
     Create,
@@ -671,6 +737,159 @@ impl AuthService for AuthServer {
             .map(|proto::upsert_token_v2_request::Token::V2(t)| t);
         self.write_token(token, false).await?;
         Ok(Response::new(()))
+    }
+
+    async fn create_reset_password_token(
+        &self,
+        req: Request<CreateResetPasswordTokenRequest>,
+    ) -> Rpc<UserTokenV3> {
+        let caller = self.caller(&req).await?;
+        caller.check("user", &["update"])?;
+        let r = req.into_inner();
+        let (kind, (default_ttl, max_ttl), path) = match r.r#type.as_str() {
+            "invite" => ("invite", INVITE_TTL, "invite"),
+            "password" | "" => ("password", RESET_TTL, "reset"),
+            other => {
+                return Err(bad(format!(
+                    "unknown token type {other:?} (expected invite or password)"
+                )));
+            }
+        };
+        let ttl = match r.ttl {
+            0 => default_ttl,
+            ns if ns < 0 => return Err(bad("negative token TTL")),
+            ns => ns / 1_000_000_000,
+        };
+        if ttl > max_ttl {
+            return Err(bad(format!(
+                "failed to create {kind} token: maximum TTL is {}h",
+                max_ttl / 3600
+            )));
+        }
+        let mut user = self.user(&r.name, true).await?;
+        if user
+            .spec
+            .as_ref()
+            .and_then(|s| s.created_by.as_ref())
+            .and_then(|c| c.connector.as_ref())
+            .is_some()
+        {
+            return Err(bad(format!(
+                "user {:?} logs in through a connector and has no password to set",
+                r.name
+            )));
+        }
+        self.delete_user_tokens_of(&r.name).await?;
+        if kind == "password" {
+            if let Some(spec) = user.spec.as_mut() {
+                spec.local_auth = None;
+            }
+            user.status
+                .get_or_insert_with(Default::default)
+                .password_state = 1;
+            if let Some(md) = user.metadata.as_mut() {
+                md.revision.clear();
+            }
+            self.store
+                .put(
+                    Kind::User,
+                    &r.name,
+                    user.encode_to_vec(),
+                    expires_of(user.metadata.as_ref()),
+                )
+                .await
+                .map_err(|e| store_status(Kind::User, &r.name, e))?;
+        }
+        let id = random_token_id()?;
+        let now = self.now();
+        let mut token = UserTokenV3 {
+            kind: "user_token".into(),
+            sub_kind: kind.into(),
+            version: "v3".into(),
+            metadata: Some(Metadata {
+                name: id.clone(),
+                namespace: "default".into(),
+                expires: Some(prost_types::Timestamp {
+                    seconds: now + ttl,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            spec: Some(UserTokenSpecV3 {
+                user: r.name.clone(),
+                url: format!("https://{}/web/{path}/{id}", self.web_proxy_addr()),
+                usage: 0,
+                created: Some(prost_types::Timestamp {
+                    seconds: now,
+                    nanos: 0,
+                }),
+            }),
+        };
+        self.store
+            .create(
+                Kind::UserToken,
+                &id,
+                token.encode_to_vec(),
+                Some(now + ttl),
+                now,
+            )
+            .await
+            .map_err(|e| store_status(Kind::UserToken, &id, e))?;
+        token.fill_go_defaults();
+        Ok(Response::new(token))
+    }
+
+    async fn get_reset_password_token(
+        &self,
+        req: Request<GetResetPasswordTokenRequest>,
+    ) -> Rpc<UserTokenV3> {
+        // Authorised by possession of the token ID (the proxy asks for the web page).
+        self.caller(&req).await?;
+        Ok(Response::new(
+            self.user_token(&req.get_ref().token_id).await?,
+        ))
+    }
+
+    async fn change_user_authentication(
+        &self,
+        req: Request<ChangeUserAuthenticationRequest>,
+    ) -> Rpc<ChangeUserAuthenticationResponse> {
+        self.caller(&req).await?;
+        let r = req.into_inner();
+        let token = self.user_token(&r.token_id).await?;
+        let name = token
+            .spec
+            .as_ref()
+            .map(|s| s.user.clone())
+            .unwrap_or_default();
+        let hash = crate::password::hash(&r.new_password).map_err(|e| bad(e.to_string()))?;
+        let mut user = self.user(&name, true).await?;
+        user.spec
+            .get_or_insert_with(Default::default)
+            .local_auth
+            .get_or_insert_with(Default::default)
+            .password_hash = hash;
+        user.status
+            .get_or_insert_with(Default::default)
+            .password_state = 2;
+        if let Some(md) = user.metadata.as_mut() {
+            md.revision.clear();
+        }
+        self.store
+            .put(
+                Kind::User,
+                &name,
+                user.encode_to_vec(),
+                expires_of(user.metadata.as_ref()),
+            )
+            .await
+            .map_err(|e| store_status(Kind::User, &name, e))?;
+        // A token works once.
+        let _ = self
+            .store
+            .delete(Kind::UserToken, &r.token_id, self.now())
+            .await;
+        Ok(Response::new(ChangeUserAuthenticationResponse::default()))
     }
 
     async fn delete_token(&self, req: Request<ResourceRequest>) -> Rpc<()> {

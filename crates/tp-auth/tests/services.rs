@@ -270,3 +270,112 @@ async fn join_tokens() {
         ErrorKind::NotFound
     );
 }
+
+#[tokio::test]
+async fn invite_then_set_password_once() {
+    use std::time::Duration;
+    use tp_client::UserTokenType;
+    use tp_proto::proto::ChangeUserAuthenticationRequest;
+
+    let c = Cluster::start().await;
+    let admin = c.admin().await;
+    admin.create_role(seed_role()).await.unwrap();
+    admin
+        .create_user(user("api-user", &["api-role"]))
+        .await
+        .unwrap();
+
+    let e = admin
+        .create_reset_password_token(
+            "api-user",
+            UserTokenType::Invite,
+            Duration::from_secs(49 * 3600),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadParameter, "{e}");
+    let token = admin
+        .create_reset_password_token("api-user", UserTokenType::Invite, Duration::ZERO)
+        .await
+        .unwrap();
+    let id = token.metadata.as_ref().unwrap().name.clone();
+    let spec = token.spec.clone().unwrap();
+    assert_eq!(token.sub_kind, "invite");
+    assert_eq!(
+        spec.url,
+        format!("https://example.com:3080/web/invite/{id}")
+    );
+    let ttl =
+        token.metadata.as_ref().unwrap().expires.unwrap().seconds - spec.created.unwrap().seconds;
+    assert_eq!(ttl, 3600, "invites last an hour by default");
+
+    // The proxy completes it; the token is looked up by possession of its ID.
+    let proxy = connect(
+        &c.addr,
+        client_tls(
+            &c.host_ca,
+            Some(c.host_ca.identity("proxy-1.example.com", "Proxy", false)),
+        ),
+        "direct",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        proxy
+            .get_reset_password_token(&id)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .user,
+        "api-user"
+    );
+    let change = |pw: &str| ChangeUserAuthenticationRequest {
+        token_id: id.clone(),
+        new_password: pw.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(
+        proxy
+            .change_user_authentication(change("short"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::BadParameter
+    );
+    proxy
+        .change_user_authentication(change("a long enough password"))
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy
+            .change_user_authentication(change("a long enough password"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound,
+        "a token works once"
+    );
+
+    let with_secrets = admin.get_user("api-user", true).await.unwrap();
+    let hash = with_secrets.spec.unwrap().local_auth.unwrap().password_hash;
+    assert!(String::from_utf8(hash).unwrap().starts_with("$argon2id$"));
+    let without = admin.get_user("api-user", false).await.unwrap();
+    assert!(
+        without.spec.unwrap().local_auth.is_none(),
+        "secrets only on request"
+    );
+    // The proxy may not read secrets.
+    assert_eq!(
+        proxy.get_user("api-user", true).await.unwrap_err().kind(),
+        ErrorKind::AccessDenied
+    );
+
+    // A password reset clears the password until the new token is used.
+    admin
+        .create_reset_password_token("api-user", UserTokenType::Password, Duration::ZERO)
+        .await
+        .unwrap();
+    let cleared = admin.get_user("api-user", true).await.unwrap();
+    assert!(cleared.spec.unwrap().local_auth.is_none());
+}

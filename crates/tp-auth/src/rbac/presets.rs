@@ -319,6 +319,26 @@ pub fn admin_role() -> RoleV6 {
     ))
 }
 
+/// The name of tp's built-in role for proxies.
+pub const PROXY_ROLE: &str = "@tp-proxy";
+
+/// tp's built-in role for a proxy (a host certificate with the `Proxy` system role):
+/// read what discovery, login and invite pages need, secrets excluded.
+pub fn proxy_role() -> RoleV6 {
+    defaulted(role(
+        PROXY_ROLE,
+        "v7",
+        RoleOptions::default(),
+        RoleConditions {
+            rules: vec![
+                rule(&["role", "cluster_name", "cluster_auth_preference"], RO),
+                rule(&["user", "cert_authority"], &["list", "readnosecrets"]),
+            ],
+            ..Default::default()
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,7 +346,14 @@ mod tests {
 
     #[test]
     fn built_in_roles_pass_teleport_defaults() {
-        for mut r in [editor(), access(), auditor(), admin_role(), implicit_role()] {
+        for mut r in [
+            editor(),
+            access(),
+            auditor(),
+            admin_role(),
+            proxy_role(),
+            implicit_role(),
+        ] {
             let name = r.metadata.as_ref().unwrap().name.clone();
             role_check_and_set_defaults(&mut r).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
