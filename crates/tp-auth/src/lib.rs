@@ -9,6 +9,8 @@
 //!
 //! # Modules
 //!
+//! - [`bootstrap`]: first start of a cluster's storage (name, CAs, preset roles); idempotent.
+//! - [`ca`]: the user and host CAs (X.509 + SSH), host certificates, stripping secrets.
 //! - [`listener`]: the mutual-TLS listener for tonic (concurrent handshakes under a
 //!   deadline, ALPN `h2`, the peer's certificate chain in every request).
 //! - [`identity`]: the identity in a client certificate, attributed to the user or host CA.
@@ -19,6 +21,8 @@
 //! - [`rbac`]: Teleport's access rules — rule and verb matching, `where` predicates,
 //!   label selectors, the implicit, preset and built-in admin roles.
 
+pub mod bootstrap;
+pub mod ca;
 pub mod identity;
 pub mod listener;
 pub mod password;

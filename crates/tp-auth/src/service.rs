@@ -21,6 +21,10 @@ use tp_proto::proto::{
 use tp_proto::resource::role_check_and_set_defaults;
 use tp_proto::teleport::clusterconfig::v1::GetClusterNameRequest;
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigService;
+use tp_proto::teleport::trust::v1::trust_service_server::TrustService;
+use tp_proto::teleport::trust::v1::{
+    GetCertAuthoritiesRequest, GetCertAuthoritiesResponse, GetCertAuthorityRequest,
+};
 use tp_proto::teleport::users::v1::users_service_server::UsersService;
 use tp_proto::teleport::users::v1::{
     CreateUserRequest, CreateUserResponse, DeleteUserRequest, GetUserRequest, GetUserResponse,
@@ -29,8 +33,8 @@ use tp_proto::teleport::users::v1::{
 };
 use tp_proto::trail::ErrorKind;
 use tp_proto::types::{
-    ClusterNameSpecV2, ClusterNameV2, Metadata, ProvisionTokenV2, ProvisionTokenV2List,
-    ResourceRequest, RoleV6, UserTokenSpecV3, UserTokenV3, UserV2,
+    CertAuthorityV2, ClusterNameSpecV2, ClusterNameV2, Metadata, ProvisionTokenV2,
+    ProvisionTokenV2List, ResourceRequest, RoleV6, UserTokenSpecV3, UserTokenV3, UserV2,
 };
 
 use crate::identity::{self, Identity, Signer};
@@ -131,6 +135,21 @@ fn name_of(md: Option<&Metadata>) -> &str {
 }
 
 impl AuthServer {
+    /// An Auth server for a bootstrapped cluster (see [`crate::bootstrap`]).
+    pub fn for_cluster(
+        state: &crate::bootstrap::ClusterState,
+        store: Arc<dyn Store>,
+        clock: Clock,
+    ) -> Self {
+        Self::new(
+            state.name.clone(),
+            store,
+            crate::ca::tls_certs_der(&state.user_ca),
+            crate::ca::tls_certs_der(&state.host_ca),
+            clock,
+        )
+    }
+
     /// An Auth server for `cluster_name` over `store`, trusting client certificates the
     /// given user and host CAs (DER) signed.
     pub fn new(
@@ -980,6 +999,66 @@ impl UsersService for AuthServer {
             .await
             .map_err(|e| store_status(Kind::User, &name, e))?;
         Ok(Response::new(()))
+    }
+}
+
+#[tonic::async_trait]
+impl TrustService for AuthServer {
+    async fn get_cert_authority(
+        &self,
+        req: Request<GetCertAuthorityRequest>,
+    ) -> Rpc<CertAuthorityV2> {
+        let caller = self.caller(&req).await?;
+        let r = req.get_ref();
+        let verbs: &[&str] = if r.include_key {
+            &["read"]
+        } else {
+            &["readnosecrets"]
+        };
+        caller.check("cert_authority", verbs)?;
+        let key = format!("{}/{}", r.r#type, r.domain);
+        let item = self
+            .store
+            .get(Kind::CertAuthority, &key, self.now())
+            .await
+            .map_err(|e| store_status(Kind::CertAuthority, &key, e))?;
+        let mut ca: CertAuthorityV2 = Self::stored(&item, |c: &mut CertAuthorityV2, rev| {
+            c.metadata.get_or_insert_with(Default::default).revision = rev.into()
+        })?;
+        if !r.include_key {
+            crate::ca::strip_secrets(&mut ca);
+        }
+        Ok(Response::new(ca))
+    }
+
+    async fn get_cert_authorities(
+        &self,
+        req: Request<GetCertAuthoritiesRequest>,
+    ) -> Rpc<GetCertAuthoritiesResponse> {
+        let caller = self.caller(&req).await?;
+        let r = req.get_ref();
+        let verbs: &[&str] = if r.include_key {
+            &["list", "read"]
+        } else {
+            &["list", "readnosecrets"]
+        };
+        caller.check("cert_authority", verbs)?;
+        let mut cert_authorities_v2 = Vec::new();
+        for item in self.all(Kind::CertAuthority).await? {
+            let mut ca: CertAuthorityV2 = Self::stored(&item, |c: &mut CertAuthorityV2, rev| {
+                c.metadata.get_or_insert_with(Default::default).revision = rev.into()
+            })?;
+            if ca.sub_kind != r.r#type && !r.r#type.is_empty() {
+                continue;
+            }
+            if !r.include_key {
+                crate::ca::strip_secrets(&mut ca);
+            }
+            cert_authorities_v2.push(ca);
+        }
+        Ok(Response::new(GetCertAuthoritiesResponse {
+            cert_authorities_v2,
+        }))
     }
 }
 

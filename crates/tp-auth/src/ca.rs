@@ -1,0 +1,303 @@
+//! The cluster's certificate authorities: creating them, and issuing the host
+//! certificates the cluster's own components use.
+//!
+//! Each CA (`user`, `host`) has an X.509 key and self-signed certificate (ECDSA P-256,
+//! subject CN and O = the cluster name, as Teleport's) and an SSH key (Ed25519). They are
+//! stored as `types.CertAuthorityV2` resources with their private keys; anything that
+//! leaves the server goes through [`strip_secrets`] unless the caller may read secrets.
+//!
+//! User certificates carry several roles (O) and logins (L), which `rcgen` cannot write;
+//! they are issued through `tp-creds`'s signing helpers. Host certificates carry one
+//! system role and are issued here.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use ssh_key::LineEnding;
+use ssh_key::private::{Ed25519Keypair, PrivateKey};
+use time::{Duration, OffsetDateTime};
+use tp_proto::types::{
+    CaKeySet, CertAuthoritySpecV2, CertAuthorityV2, Metadata, SshKeyPair, TlsKeyPair,
+};
+
+/// The CA types tp keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CaType {
+    /// Signs user certificates.
+    User,
+    /// Signs host certificates (servers, proxies, the local admin identity).
+    Host,
+}
+
+impl CaType {
+    /// Teleport's CA type string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Host => "host",
+        }
+    }
+}
+
+/// Why a CA could not be created or used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CaError {
+    /// Key generation or signing failed.
+    Crypto(String),
+    /// The stored CA has no usable active TLS key.
+    NoKey(String),
+}
+
+impl std::fmt::Display for CaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Crypto(e) => write!(f, "certificate authority: {e}"),
+            Self::NoKey(e) => write!(f, "certificate authority has no usable key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CaError {}
+
+fn crypto(e: impl std::fmt::Display) -> CaError {
+    CaError::Crypto(e.to_string())
+}
+
+fn at(unix: i64) -> Result<OffsetDateTime, CaError> {
+    OffsetDateTime::from_unix_timestamp(unix).map_err(crypto)
+}
+
+/// Creates a CA of `kind` for `cluster` at time `now` (seconds since the epoch), valid
+/// for ten years.
+pub fn generate(cluster: &str, kind: CaType, now: i64) -> Result<CertAuthorityV2, CaError> {
+    let key = KeyPair::generate().map_err(crypto)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(crypto)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cluster);
+    dn.push(DnType::OrganizationName, cluster);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = at(now - 60)?;
+    params.not_after = at(now)? + Duration::days(3650);
+    let cert = params.self_signed(&key).map_err(crypto)?;
+
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| CaError::Crypto("no randomness".into()))?;
+    let ssh = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let ssh_public = ssh.public_key().to_openssh().map_err(crypto)?;
+    let ssh_private = ssh.to_openssh(LineEnding::LF).map_err(crypto)?;
+
+    Ok(CertAuthorityV2 {
+        kind: "cert_authority".into(),
+        sub_kind: kind.as_str().into(),
+        version: "v2".into(),
+        metadata: Some(Metadata {
+            name: cluster.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        }),
+        spec: Some(CertAuthoritySpecV2 {
+            r#type: kind.as_str().into(),
+            cluster_name: cluster.into(),
+            active_keys: Some(CaKeySet {
+                ssh: vec![SshKeyPair {
+                    public_key: ssh_public.into_bytes(),
+                    private_key: ssh_private.as_bytes().to_vec(),
+                    private_key_type: 0,
+                }],
+                tls: vec![TlsKeyPair {
+                    cert: cert.pem().into_bytes(),
+                    key: key.serialize_pem().into_bytes(),
+                    key_type: 0,
+                }],
+                jwt: vec![],
+            }),
+            ..Default::default()
+        }),
+    })
+}
+
+/// The CA's active TLS certificates (DER), for trust stores.
+pub fn tls_certs_der(ca: &CertAuthorityV2) -> Vec<Vec<u8>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    ca.spec
+        .as_ref()
+        .and_then(|s| s.active_keys.as_ref())
+        .map(|k| {
+            k.tls
+                .iter()
+                .filter_map(|kp| CertificateDer::from_pem_slice(&kp.cert).ok())
+                .map(|c| c.to_vec())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes every private key from a CA (what callers without the right to read secrets
+/// receive).
+pub fn strip_secrets(ca: &mut CertAuthorityV2) {
+    if let Some(spec) = ca.spec.as_mut() {
+        for set in [
+            spec.active_keys.as_mut(),
+            spec.additional_trusted_keys.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for k in &mut set.ssh {
+                k.private_key.clear();
+            }
+            for k in &mut set.tls {
+                k.key.clear();
+            }
+            for k in &mut set.jwt {
+                k.private_key.clear();
+            }
+        }
+    }
+}
+
+fn issuer(ca: &CertAuthorityV2) -> Result<Issuer<'static, KeyPair>, CaError> {
+    let kp = ca
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_keys.as_ref())
+        .and_then(|k| k.tls.first())
+        .ok_or_else(|| CaError::NoKey("no active TLS key pair".into()))?;
+    let pem =
+        std::str::from_utf8(&kp.key).map_err(|_| CaError::NoKey("TLS key is not PEM".into()))?;
+    let key = KeyPair::from_pem(pem).map_err(|e| CaError::NoKey(format!("TLS key: {e}")))?;
+    let cert_pem = std::str::from_utf8(&kp.cert)
+        .map_err(|_| CaError::NoKey("TLS certificate is not PEM".into()))?;
+    Issuer::from_ca_cert_pem(cert_pem, key)
+        .map_err(|e| CaError::NoKey(format!("TLS certificate: {e}")))
+}
+
+/// A certificate and its freshly generated private key, both PEM.
+#[derive(Clone)]
+pub struct Issued {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// The private key (PKCS#8 PEM).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Issues a host certificate from the host CA: CN `name`, O the one system role
+/// (`Auth`, `Proxy`, `Admin`, ...), the cluster of origin, and DNS/IP SANs, valid for
+/// `ttl_secs` from `now`. Teleport's template: NotBefore one minute back, key usage
+/// digitalSignature + keyEncipherment, server and client auth.
+pub fn issue_host(
+    host_ca: &CertAuthorityV2,
+    name: &str,
+    system_role: &str,
+    sans: &[String],
+    now: i64,
+    ttl_secs: i64,
+) -> Result<Issued, CaError> {
+    let cluster = host_ca
+        .spec
+        .as_ref()
+        .map(|s| s.cluster_name.clone())
+        .unwrap_or_default();
+    let issuer = issuer(host_ca)?;
+    let key = KeyPair::generate().map_err(crypto)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(crypto)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, system_role);
+    dn.push(DnType::CustomDnType(vec![1, 3, 9999, 1, 7]), cluster);
+    params.distinguished_name = dn;
+    for san in sans {
+        params
+            .subject_alt_names
+            .push(match san.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(san.clone().try_into().map_err(crypto)?),
+            });
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = at(now - 60)?;
+    params.not_after = at(now + ttl_secs)?;
+    let cert = params.signed_by(&key, &issuer).map_err(crypto)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_ca_signs_host_certificates_that_decode_as_host_identities() {
+        let now = 1_800_000_000;
+        let host = generate("example.com", CaType::Host, now).unwrap();
+        let user = generate("example.com", CaType::User, now).unwrap();
+        let issued = issue_host(
+            &host,
+            "auth-1.example.com",
+            "Auth",
+            &["teleport.cluster.local".into(), "127.0.0.1".into()],
+            now,
+            3600,
+        )
+        .unwrap();
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        let id =
+            crate::identity::from_certificate(&der, &tls_certs_der(&user), &tls_certs_der(&host))
+                .unwrap();
+        assert_eq!(id.username, "auth-1.example.com");
+        assert_eq!(id.groups, ["Auth"]);
+        assert_eq!(id.signer, crate::identity::Signer::HostCa);
+        assert_eq!(id.teleport_cluster, "example.com");
+        assert_eq!(id.not_after, now + 3600);
+        assert!(!format!("{issued:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn stripping_removes_every_private_key() {
+        let mut ca = generate("example.com", CaType::User, 1_800_000_000).unwrap();
+        let ssh_pub = ca.spec.as_ref().unwrap().active_keys.as_ref().unwrap().ssh[0]
+            .public_key
+            .clone();
+        assert!(
+            String::from_utf8(ssh_pub.clone())
+                .unwrap()
+                .starts_with("ssh-ed25519 ")
+        );
+        strip_secrets(&mut ca);
+        let keys = ca.spec.as_ref().unwrap().active_keys.as_ref().unwrap();
+        assert!(keys.tls[0].key.is_empty() && keys.ssh[0].private_key.is_empty());
+        assert_eq!(keys.ssh[0].public_key, ssh_pub);
+        assert!(!keys.tls[0].cert.is_empty());
+    }
+}
