@@ -18,6 +18,8 @@
 //!   every call authorised for the caller its certificate names.
 //! - [`store`]: resources by kind and name with revisions; [`store::MemoryStore`].
 //! - [`password`]: argon2id password hashes and Teleport's length rules.
+//! - [`usercert`]: user certificates — X.509 with every role and login, OpenSSH with
+//!   Teleport's extensions.
 //! - [`rbac`]: Teleport's access rules — rule and verb matching, `where` predicates,
 //!   label selectors, the implicit, preset and built-in admin roles.
 
@@ -29,3 +31,4 @@ pub mod password;
 pub mod rbac;
 pub mod service;
 pub mod store;
+pub mod usercert;

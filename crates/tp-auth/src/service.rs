@@ -12,11 +12,11 @@ use tonic::{Request, Response, Status};
 use tp_proto::GoDefaults;
 use tp_proto::proto::auth_service_server::AuthService;
 use tp_proto::proto::{
-    self, ChangeUserAuthenticationRequest, ChangeUserAuthenticationResponse,
+    self, Certs, ChangeUserAuthenticationRequest, ChangeUserAuthenticationResponse,
     CreateResetPasswordTokenRequest, CreateRoleRequest, CreateTokenV2Request, DeleteRoleRequest,
     GetResetPasswordTokenRequest, GetRoleRequest, GetRolesResponse, ListRolesRequest,
     ListRolesResponse, PingRequest, PingResponse, UpdateRoleRequest, UpsertRoleRequest,
-    UpsertTokenV2Request,
+    UpsertTokenV2Request, UserCertsRequest,
 };
 use tp_proto::resource::role_check_and_set_defaults;
 use tp_proto::teleport::clusterconfig::v1::GetClusterNameRequest;
@@ -523,6 +523,108 @@ impl AuthServer {
     }
 }
 
+/// A certificate lives 12 hours unless the caller asks for less (or the roles cap it).
+const DEFAULT_CERT_TTL: i64 = 12 * 3600;
+
+/// Turns a public key from a certificate request into a DER SubjectPublicKeyInfo:
+/// PKIX (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`) PEM, or an SSH authorized_keys line.
+fn spki_from(bytes: &[u8]) -> Result<Vec<u8>, Status> {
+    use rustls_pki_types::SubjectPublicKeyInfoDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| bad("public key is neither PEM nor an SSH public key"))?
+        .trim();
+    if text.starts_with("-----BEGIN PUBLIC KEY-----") {
+        return SubjectPublicKeyInfoDer::from_pem_slice(text.as_bytes())
+            .map(|k| k.to_vec())
+            .map_err(|e| bad(format!("public key PEM: {e}")));
+    }
+    if text.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+        let der = rustls_pki_types::pem::from_buf(&mut text.as_bytes())
+            .ok()
+            .flatten()
+            .map(|(_, der)| der)
+            .ok_or_else(|| bad("RSA public key PEM"))?;
+        return Ok(spki_rsa_pkcs1(&der));
+    }
+    let key =
+        ssh_key::PublicKey::from_openssh(text).map_err(|e| bad(format!("public key: {e}")))?;
+    spki_from_ssh(&key)
+}
+
+fn spki_rsa_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
+    use yasna::models::ObjectIdentifier;
+    yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| {
+                w.next().write_oid(&ObjectIdentifier::from_slice(&[
+                    1, 2, 840, 113_549, 1, 1, 1,
+                ]));
+                w.next().write_null();
+            });
+            w.next().write_bitvec_bytes(pkcs1, pkcs1.len() * 8);
+        });
+    })
+}
+
+fn spki_from_ssh(key: &ssh_key::PublicKey) -> Result<Vec<u8>, Status> {
+    use ssh_key::public::KeyData;
+    use yasna::models::ObjectIdentifier;
+    match key.key_data() {
+        KeyData::Ed25519(k) => Ok(yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_sequence(|w| {
+                    w.next()
+                        .write_oid(&ObjectIdentifier::from_slice(&[1, 3, 101, 112]))
+                });
+                w.next().write_bitvec_bytes(k.as_ref(), 256);
+            });
+        })),
+        KeyData::Ecdsa(ssh_key::public::EcdsaPublicKey::NistP256(p)) => {
+            let point = p.as_bytes();
+            Ok(yasna::construct_der(|w| {
+                w.write_sequence(|w| {
+                    w.next().write_sequence(|w| {
+                        w.next()
+                            .write_oid(&ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 2, 1]));
+                        w.next()
+                            .write_oid(&ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 3, 1, 7]));
+                    });
+                    w.next().write_bitvec_bytes(point, point.len() * 8);
+                });
+            }))
+        }
+        KeyData::Rsa(r) => {
+            let pkcs1 = yasna::construct_der(|w| {
+                w.write_sequence(|w| {
+                    w.next()
+                        .write_bigint_bytes(r.n.as_positive_bytes().unwrap_or_default(), true);
+                    w.next()
+                        .write_bigint_bytes(r.e.as_positive_bytes().unwrap_or_default(), true);
+                });
+            });
+            Ok(spki_rsa_pkcs1(&pkcs1))
+        }
+        other => Err(bad(format!(
+            "unsupported public key type {}",
+            other.algorithm()
+        ))),
+    }
+}
+
+impl AuthServer {
+    async fn ca(&self, kind: &str) -> Result<CertAuthorityV2, Status> {
+        let key = format!("{kind}/{}", self.cluster_name);
+        let item = self
+            .store
+            .get(Kind::CertAuthority, &key, self.now())
+            .await
+            .map_err(|e| store_status(Kind::CertAuthority, &key, e))?;
+        item.decode()
+            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum RoleOp {
     Create,
@@ -909,6 +1011,137 @@ impl AuthService for AuthServer {
             .delete(Kind::UserToken, &r.token_id, self.now())
             .await;
         Ok(Response::new(ChangeUserAuthenticationResponse::default()))
+    }
+
+    async fn generate_user_certs(&self, req: Request<UserCertsRequest>) -> Rpc<Certs> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let target = if r.username.is_empty() {
+            caller.identity.username.clone()
+        } else {
+            r.username.clone()
+        };
+        if target != caller.identity.username && !caller.is_admin {
+            return Err(ErrorKind::AccessDenied
+                .status(format!("impersonating user {target:?} is not allowed")));
+        }
+        if !r.role_requests.is_empty() || !r.access_requests.is_empty() || r.use_role_requests {
+            return Err(ErrorKind::NotImplemented
+                .status("role and access requests are not supported by this server"));
+        }
+        let user = self.user(&target, false).await?;
+        let spec = user.spec.clone().unwrap_or_default();
+        let mut roles = Vec::with_capacity(spec.roles.len());
+        for name in &spec.roles {
+            roles.push(self.role(name).await?);
+        }
+        let traits: std::collections::BTreeMap<String, Vec<String>> = spec
+            .traits
+            .as_ref()
+            .map(|t| {
+                t.values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.values.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = self.now();
+        let requested = r
+            .expires
+            .filter(|t| *t != tp_proto::GO_ZERO_TIMESTAMP && t.seconds > 0)
+            .map_or(now + DEFAULT_CERT_TTL, |t| t.seconds);
+        let cap = RoleSet::new(roles.clone())
+            .max_session_ttl()
+            .map_or(i64::MAX, |ns| now.saturating_add(ns / 1_000_000_000));
+        let not_after = requested.min(cap);
+        if not_after <= now {
+            return Err(bad("the requested expiry is in the past"));
+        }
+        let mut allowed = Vec::new();
+        let mut denied = Vec::new();
+        let mut forward_agent = false;
+        let mut port_forwarding = true;
+        for role in &roles {
+            let Some(s) = role.spec.as_ref() else {
+                continue;
+            };
+            if let Some(a) = &s.allow {
+                allowed.extend(crate::rbac::traits::expand_all(&a.logins, &traits));
+            }
+            if let Some(d) = &s.deny {
+                denied.extend(crate::rbac::traits::expand_all(&d.logins, &traits));
+            }
+            if let Some(o) = &s.options {
+                forward_agent |= o.forward_agent;
+                if o.port_forwarding.as_ref().is_some_and(|b| !b.value) {
+                    port_forwarding = false;
+                }
+            }
+        }
+        let mut logins: Vec<String> = Vec::new();
+        for l in allowed {
+            if !denied.contains(&l) && !logins.contains(&l) {
+                logins.push(l);
+            }
+        }
+        if logins.is_empty() {
+            logins.push(format!("-teleport-nologin-{}", random_token_id()?));
+        }
+        let mut id = crate::usercert::UserIdentity::new(
+            target.clone(),
+            spec.roles.clone(),
+            self.cluster_name.clone(),
+        );
+        id.logins = logins;
+        id.traits = traits;
+        if !r.route_to_cluster.is_empty() {
+            id.route_to_cluster = r.route_to_cluster.clone();
+        }
+        let user_ca = self.ca("user").await?;
+        let host_ca = self.ca("host").await?;
+        let tls_key = if r.tls_public_key.is_empty() {
+            &r.public_key
+        } else {
+            &r.tls_public_key
+        };
+        let ssh_key_bytes = if r.ssh_public_key.is_empty() {
+            &r.public_key
+        } else {
+            &r.ssh_public_key
+        };
+        let mut certs = Certs::default();
+        if !tls_key.is_empty() {
+            let spki = spki_from(tls_key)?;
+            certs.tls = crate::usercert::issue_tls(&user_ca, &id, &spki, now - 60, not_after)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .into_bytes();
+        }
+        if let Ok(text) = std::str::from_utf8(ssh_key_bytes)
+            && !text.trim().is_empty()
+            && !text.trim_start().starts_with("-----BEGIN")
+        {
+            let key = ssh_key::PublicKey::from_openssh(text.trim())
+                .map_err(|e| bad(format!("SSH public key: {e}")))?;
+            certs.ssh = crate::usercert::issue_ssh(
+                &user_ca,
+                &id,
+                &key,
+                now - 60,
+                not_after,
+                forward_agent,
+                port_forwarding,
+            )
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_bytes();
+        }
+        if certs.tls.is_empty() && certs.ssh.is_empty() {
+            return Err(bad("missing public key"));
+        }
+        if let Some(keys) = host_ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
+            certs.tlsca_certs = keys.tls.iter().map(|k| k.cert.clone()).collect();
+            certs.sshca_certs = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
+        }
+        Ok(Response::new(certs))
     }
 
     async fn delete_token(&self, req: Request<ResourceRequest>) -> Rpc<()> {

@@ -17,6 +17,7 @@
 pub mod labels;
 pub mod predicate;
 pub mod presets;
+pub mod traits;
 
 use std::collections::BTreeMap;
 use std::fmt;
