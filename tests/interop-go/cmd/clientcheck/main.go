@@ -2,24 +2,35 @@
 // client.LoadKeyPair, direct address) against a tp Auth server and reports each named
 // case as JSON. It exits non-zero if any case fails.
 //
-// Usage: go run ./cmd/clientcheck ADDR CERT KEY CA admin|user
+// Usage: go run ./cmd/clientcheck ADDR CERT KEY CA admin OUTDIR | user
 //
 // "admin" runs as the cluster's local admin identity: it creates the seed's api-role
-// and api-user and exercises roles, users and tokens. "user" runs as api-user, whose
-// role only allows reading roles.
+// and api-user, exercises roles, users and tokens, and has the cluster sign
+// certificates for a key pair it generates for api-user (GenerateUserCerts), writing
+// them to OUTDIR (cert.pem, key.pem). "user" runs as api-user, whose role only allows
+// reading roles.
 package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/gravitational/trace"
 
 	"github.com/gravitational/teleport/api/client"
+	"github.com/gravitational/teleport/api/client/proto"
 	"github.com/gravitational/teleport/api/types"
 )
 
@@ -29,9 +40,40 @@ type result struct {
 	Error string `json:"error,omitempty"`
 }
 
+// checkCerts verifies with Go's own parsers that the certificates carry api-user's
+// Teleport identity.
+func checkCerts(certs *proto.Certs) error {
+	block, _ := pem.Decode(certs.TLS)
+	if block == nil {
+		return errors.New("TLS certificate is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("TLS certificate: %w", err)
+	}
+	if cert.Subject.CommonName != "api-user" || len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != "api-role" {
+		return fmt.Errorf("TLS subject %v", cert.Subject)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(certs.SSH)
+	if err != nil {
+		return fmt.Errorf("SSH certificate: %w", err)
+	}
+	sshCert, ok := pub.(*ssh.Certificate)
+	if !ok || sshCert.KeyId != "api-user" || sshCert.CertType != ssh.UserCert {
+		return fmt.Errorf("SSH certificate %#v", pub)
+	}
+	if _, ok := sshCert.Extensions["teleport-roles"]; !ok {
+		return errors.New("SSH certificate has no teleport-roles extension")
+	}
+	if len(certs.TLSCACerts) == 0 || len(certs.SSHCACerts) == 0 {
+		return errors.New("no CA certificates returned")
+	}
+	return nil
+}
+
 func main() {
-	if len(os.Args) != 6 {
-		fmt.Fprintln(os.Stderr, "usage: clientcheck ADDR CERT KEY CA admin|user")
+	if len(os.Args) < 6 || (os.Args[5] == "admin") != (len(os.Args) == 7) {
+		fmt.Fprintln(os.Stderr, "usage: clientcheck ADDR CERT KEY CA admin OUTDIR | user")
 		os.Exit(2)
 	}
 	addr, cert, key, ca, who := os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5]
@@ -124,6 +166,34 @@ func main() {
 			err = fmt.Errorf("%d users listed, want 1", len(users))
 		}
 		check("get users (ListUsers pages)", err)
+
+		// Certificates for api-user's new key pair, as tctl auth sign asks for them.
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			check("generate key", err)
+			break
+		}
+		pkix, _ := x509.MarshalPKIXPublicKey(priv.Public())
+		sshPub, _ := ssh.NewPublicKey(priv.Public())
+		certs, err := clt.GenerateUserCerts(ctx, proto.UserCertsRequest{
+			Username:     "api-user",
+			TLSPublicKey: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}),
+			SSHPublicKey: ssh.MarshalAuthorizedKey(sshPub),
+			Expires:      time.Now().Add(time.Hour),
+		})
+		if err == nil {
+			err = checkCerts(certs)
+		}
+		check("generate user certs for api-user", err)
+		if err == nil {
+			keyDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+			if werr := os.WriteFile(filepath.Join(os.Args[6], "cert.pem"), certs.TLS, 0o600); werr != nil {
+				check("write cert", werr)
+			}
+			if werr := os.WriteFile(filepath.Join(os.Args[6], "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); werr != nil {
+				check("write key", werr)
+			}
+		}
 
 		tok, err := types.NewProvisionToken("6f1b2a7c9e0d4f3a", types.SystemRoles{types.RoleNode}, time.Now().Add(time.Hour))
 		if err != nil {
