@@ -10,6 +10,7 @@ use std::sync::Arc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use tp_proto::GoDefaults;
+use tp_proto::proto::Watch;
 use tp_proto::proto::auth_service_server::AuthService;
 use tp_proto::proto::{
     self, Certs, ChangeUserAuthenticationRequest, ChangeUserAuthenticationResponse,
@@ -36,6 +37,7 @@ use tp_proto::types::{
     CertAuthorityV2, ClusterNameSpecV2, ClusterNameV2, Metadata, ProvisionTokenV2,
     ProvisionTokenV2List, ResourceRequest, RoleV6, UserTokenSpecV3, UserTokenV3, UserV2,
 };
+use tp_proto::types::{ResourceHeader, WatchStatusSpecV1, WatchStatusV1};
 
 use crate::identity::{self, Identity, Signer};
 use crate::listener::PeerInfo;
@@ -520,6 +522,103 @@ impl AuthServer {
             }
         }
         Ok(())
+    }
+}
+
+/// The store kind behind a watchable resource kind.
+fn watch_kind(kind: &str) -> Option<Kind> {
+    Some(match kind {
+        "role" => Kind::Role,
+        "user" => Kind::User,
+        "token" => Kind::Token,
+        "cert_authority" => Kind::CertAuthority,
+        "cluster_name" => Kind::ClusterName,
+        _ => return None,
+    })
+}
+
+/// Turns a store change into a watch event if some accepted watch kind wants it.
+fn to_event(
+    change: &crate::store::Change,
+    accepted: &[tp_proto::types::WatchKind],
+) -> Option<proto::Event> {
+    use crate::store::Change;
+    let (kind, name) = match change {
+        Change::Put { kind, item } => (*kind, item.name.as_str()),
+        Change::Delete { kind, name } => (*kind, name.as_str()),
+    };
+    let watch = accepted
+        .iter()
+        .find(|w| watch_kind(&w.kind) == Some(kind) && (w.name.is_empty() || w.name == name))?;
+    let put = |resource| {
+        Some(proto::Event {
+            r#type: proto::Operation::Put as i32,
+            resource: Some(resource),
+        })
+    };
+    match change {
+        Change::Put { item, .. } => {
+            use proto::event::Resource as R;
+            let set_rev = |md: &mut Option<Metadata>| {
+                md.get_or_insert_with(Default::default).revision = item.revision.clone()
+            };
+            match kind {
+                Kind::Role => {
+                    let mut r: RoleV6 = item.decode().ok()?;
+                    set_rev(&mut r.metadata);
+                    r.fill_go_defaults();
+                    put(R::Role(r))
+                }
+                Kind::User => {
+                    let mut u: UserV2 = item.decode().ok()?;
+                    set_rev(&mut u.metadata);
+                    if !watch.load_secrets
+                        && let Some(spec) = u.spec.as_mut()
+                    {
+                        spec.local_auth = None;
+                    }
+                    u.fill_go_defaults();
+                    put(R::User(u))
+                }
+                Kind::Token => {
+                    let mut t: ProvisionTokenV2 = item.decode().ok()?;
+                    set_rev(&mut t.metadata);
+                    t.fill_go_defaults();
+                    put(R::ProvisionToken(t))
+                }
+                Kind::CertAuthority => {
+                    let mut c: CertAuthorityV2 = item.decode().ok()?;
+                    set_rev(&mut c.metadata);
+                    if !watch.load_secrets {
+                        crate::ca::strip_secrets(&mut c);
+                    }
+                    c.fill_go_defaults();
+                    put(R::CertAuthority(c))
+                }
+                Kind::ClusterName => {
+                    let mut c: ClusterNameV2 = item.decode().ok()?;
+                    c.fill_go_defaults();
+                    put(R::ClusterName(c))
+                }
+                _ => None,
+            }
+        }
+        _ => {
+            let mut header = ResourceHeader {
+                kind: watch.kind.clone(),
+                metadata: Some(Metadata {
+                    name: name.to_string(),
+                    namespace: "default".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            header.fill_go_defaults();
+            Some(proto::Event {
+                r#type: proto::Operation::Delete as i32,
+                resource: Some(proto::event::Resource::ResourceHeader(header)),
+            })
+        }
     }
 }
 
@@ -1142,6 +1241,87 @@ impl AuthService for AuthServer {
             certs.sshca_certs = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
         }
         Ok(Response::new(certs))
+    }
+
+    async fn watch_events(
+        &self,
+        req: Request<Watch>,
+    ) -> Rpc<tonic::codegen::BoxStream<proto::Event>> {
+        let caller = self.caller(&req).await?;
+        let w = req.into_inner();
+        if w.kinds.is_empty() {
+            return Err(ErrorKind::AccessDenied.status("can't setup global watch"));
+        }
+        let mut accepted = Vec::with_capacity(w.kinds.len());
+        for k in w.kinds {
+            let verbs: &[&str] = if k.kind == "cert_authority" && !k.load_secrets {
+                &["readnosecrets"]
+            } else {
+                &["read"]
+            };
+            let supported = watch_kind(&k.kind).is_some();
+            match (supported, caller.check(&k.kind, verbs)) {
+                (true, Ok(())) => accepted.push(k),
+                (_, Err(e)) if !w.allow_partial_success => return Err(e),
+                (false, Ok(())) if !w.allow_partial_success => {
+                    return Err(bad(format!(
+                        "watching {:?} is not supported by this server",
+                        k.kind
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if accepted.is_empty() {
+            return Err(bad("none of the requested kinds can be watched"));
+        }
+        // Subscribe before the INIT event so no change between them is lost.
+        let mut changes = self.store.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<proto::Event, Status>>(64);
+        let init = proto::Event {
+            r#type: proto::Operation::Init as i32,
+            resource: Some(proto::event::Resource::WatchStatus(WatchStatusV1 {
+                kind: "watch_status".into(),
+                version: "v1".into(),
+                metadata: Some(Metadata {
+                    name: "watch_status".into(),
+                    namespace: "default".into(),
+                    ..Default::default()
+                }),
+                spec: Some(WatchStatusSpecV1 {
+                    kinds: accepted.clone(),
+                }),
+                ..Default::default()
+            })),
+        };
+        tx.send(Ok(init))
+            .await
+            .map_err(|_| Status::cancelled("watcher went away"))?;
+        tokio::spawn(async move {
+            loop {
+                let change = match changes.recv().await {
+                    Ok(c) => c,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(ErrorKind::LimitExceeded.status(format!(
+                                "watcher fell {n} events behind and was closed; watch again and re-read state"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(event) = to_event(&change, &accepted) else {
+                    continue;
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn delete_token(&self, req: Request<ResourceRequest>) -> Rpc<()> {

@@ -95,6 +95,29 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A change to a stored resource, as watchers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// A resource was written (created, updated or replaced).
+    Put {
+        /// Its kind.
+        kind: Kind,
+        /// The stored item.
+        item: Item,
+    },
+    /// A resource was deleted.
+    Delete {
+        /// Its kind.
+        kind: Kind,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// How many changes a watcher may fall behind before it is cut off.
+pub const WATCH_BUFFER: usize = 1024;
+
 /// A boxed store future.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -134,6 +157,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreFuture<'_, String>;
     /// Deletes a resource; `NotFound` if absent.
     fn delete(&self, kind: Kind, name: &str, now: i64) -> StoreFuture<'_, ()>;
+    /// Every change from now on, in commit order. A receiver that falls more than
+    /// [`WATCH_BUFFER`] changes behind gets `Lagged` and must start over.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
 }
 
 #[derive(Debug, Default)]
@@ -149,26 +175,34 @@ impl Inner {
             .filter(|i| i.expires.is_none_or(|e| e > now))
     }
 
-    fn store(&mut self, kind: Kind, name: &str, value: Vec<u8>, expires: Option<i64>) -> String {
+    /// Stores a new version and returns it.
+    fn store(&mut self, kind: Kind, name: &str, value: Vec<u8>, expires: Option<i64>) -> Item {
         self.next_revision += 1;
-        let revision = format!("{:016x}", self.next_revision);
-        self.items.insert(
-            (kind, name.to_string()),
-            Item {
-                name: name.to_string(),
-                value,
-                revision: revision.clone(),
-                expires,
-            },
-        );
-        revision
+        let item = Item {
+            name: name.to_string(),
+            value,
+            revision: format!("{:016x}", self.next_revision),
+            expires,
+        };
+        self.items.insert((kind, name.to_string()), item.clone());
+        item
     }
 }
 
 /// A [`Store`] in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    changes: tokio::sync::broadcast::Sender<Change>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            changes: tokio::sync::broadcast::channel(WATCH_BUFFER).0,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -188,6 +222,23 @@ impl MemoryStore {
             .lock()
             .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
         f(&mut g)
+    }
+
+    /// Stores and announces a new version, under the lock so watchers see writes in
+    /// commit order.
+    fn write(
+        &self,
+        i: &mut Inner,
+        kind: Kind,
+        name: &str,
+        value: Vec<u8>,
+        expires: Option<i64>,
+    ) -> String {
+        let item = i.store(kind, name, value, expires);
+        let revision = item.revision.clone();
+        // No receivers is fine: nobody watches.
+        let _ = self.changes.send(Change::Put { kind, item });
+        revision
     }
 }
 
@@ -221,7 +272,7 @@ impl Store for MemoryStore {
             if i.live(kind, name, now).is_some() {
                 return Err(StoreError::AlreadyExists);
             }
-            Ok(i.store(kind, name, value, expires))
+            Ok(self.write(i, kind, name, value, expires))
         });
         Box::pin(async move { r })
     }
@@ -233,7 +284,7 @@ impl Store for MemoryStore {
         value: Vec<u8>,
         expires: Option<i64>,
     ) -> StoreFuture<'_, String> {
-        let r = self.with(|i| Ok(i.store(kind, name, value, expires)));
+        let r = self.with(|i| Ok(self.write(i, kind, name, value, expires)));
         Box::pin(async move { r })
     }
 
@@ -251,7 +302,7 @@ impl Store for MemoryStore {
             if expected_revision.is_some_and(|rev| rev != current.revision) {
                 return Err(StoreError::CompareFailed);
             }
-            Ok(i.store(kind, name, value, expires))
+            Ok(self.write(i, kind, name, value, expires))
         });
         Box::pin(async move { r })
     }
@@ -262,9 +313,17 @@ impl Store for MemoryStore {
                 return Err(StoreError::NotFound);
             }
             i.items.remove(&(kind, name.to_string()));
+            let _ = self.changes.send(Change::Delete {
+                kind,
+                name: name.to_string(),
+            });
             Ok(())
         });
         Box::pin(async move { r })
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
     }
 }
 
@@ -317,6 +376,29 @@ mod tests {
         s.create(Kind::Token, "t", b"again".to_vec(), None, 100)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn changes_are_published_in_order() {
+        let s = MemoryStore::new();
+        let mut rx = s.subscribe();
+        s.create(Kind::Role, "a", b"1".to_vec(), None, 0)
+            .await
+            .unwrap();
+        s.put(Kind::Role, "a", b"2".to_vec(), None).await.unwrap();
+        let _ = s.create(Kind::Role, "a", b"x".to_vec(), None, 0).await;
+        s.delete(Kind::Role, "a", 0).await.unwrap();
+        let got: Vec<Change> = (0..3).map(|_| rx.try_recv().unwrap()).collect();
+        assert!(matches!(&got[0], Change::Put { item, .. } if item.value == b"1"));
+        assert!(matches!(&got[1], Change::Put { item, .. } if item.value == b"2"));
+        assert_eq!(
+            got[2],
+            Change::Delete {
+                kind: Kind::Role,
+                name: "a".into()
+            }
+        );
+        assert!(rx.try_recv().is_err(), "a failed write publishes nothing");
     }
 
     #[tokio::test]

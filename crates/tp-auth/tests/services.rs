@@ -379,3 +379,98 @@ async fn invite_then_set_password_once() {
     let cleared = admin.get_user("api-user", true).await.unwrap();
     assert!(cleared.spec.unwrap().local_auth.is_none());
 }
+
+#[tokio::test]
+async fn a_watcher_sees_init_then_puts_and_deletes() {
+    use futures_util::StreamExt;
+    use tp_proto::proto::{Operation, Watch, event::Resource as R};
+    use tp_proto::types::WatchKind;
+
+    let c = Cluster::start().await;
+    let admin = c.admin().await;
+    let watch = |kind: &str| Watch {
+        kinds: vec![WatchKind {
+            kind: kind.into(),
+            ..Default::default()
+        }],
+        allow_partial_success: false,
+    };
+    let mut events = admin.watch_events(watch("role")).await.unwrap();
+    let init = events.next().await.unwrap().unwrap();
+    assert_eq!(init.r#type, Operation::Init as i32);
+    let Some(R::WatchStatus(status)) = init.resource else {
+        panic!("INIT carries the watch status")
+    };
+    assert_eq!(status.spec.unwrap().kinds[0].kind, "role");
+
+    admin.create_role(seed_role()).await.unwrap();
+    let put = events.next().await.unwrap().unwrap();
+    assert_eq!(put.r#type, Operation::Put as i32);
+    let Some(R::Role(r)) = put.resource else {
+        panic!("a PUT carries the role")
+    };
+    assert_eq!(r.metadata.unwrap().name, "api-role");
+    // Other kinds are not sent.
+    admin
+        .create_user(user("someone", &["api-role"]))
+        .await
+        .unwrap();
+    admin.delete_user("someone").await.unwrap();
+    admin.delete_role("api-role").await.unwrap();
+    let del = events.next().await.unwrap().unwrap();
+    assert_eq!(del.r#type, Operation::Delete as i32);
+    let Some(R::ResourceHeader(h)) = del.resource else {
+        panic!("a DELETE carries a header")
+    };
+    assert_eq!(
+        (h.kind.as_str(), h.metadata.unwrap().name.as_str()),
+        ("role", "api-role")
+    );
+
+    // A user may not watch what it may not read; with partial success the kind is dropped.
+    admin.create_role(seed_role()).await.unwrap();
+    let api = c.user("api-user", "api-role").await;
+    let refused = |r: tp_client::Result<_>| match r {
+        Err(e) => e.kind(),
+        Ok(_) => panic!("the watch must be refused"),
+    };
+    assert_eq!(
+        refused(api.watch_events(watch("user")).await),
+        ErrorKind::AccessDenied
+    );
+    let both = Watch {
+        kinds: vec![
+            WatchKind {
+                kind: "user".into(),
+                ..Default::default()
+            },
+            WatchKind {
+                kind: "role".into(),
+                ..Default::default()
+            },
+        ],
+        allow_partial_success: true,
+    };
+    let mut events = api.watch_events(both).await.unwrap();
+    let Some(R::WatchStatus(status)) = events.next().await.unwrap().unwrap().resource else {
+        panic!()
+    };
+    let kinds: Vec<String> = status
+        .spec
+        .unwrap()
+        .kinds
+        .into_iter()
+        .map(|k| k.kind)
+        .collect();
+    assert_eq!(kinds, ["role"]);
+    assert_eq!(
+        refused(
+            api.watch_events(Watch {
+                kinds: vec![],
+                allow_partial_success: false
+            })
+            .await
+        ),
+        ErrorKind::AccessDenied
+    );
+}
