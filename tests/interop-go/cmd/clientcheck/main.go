@@ -40,6 +40,48 @@ type result struct {
 	Error string `json:"error,omitempty"`
 }
 
+// watchRoles opens a watcher on roles, then creates and deletes a role and expects
+// INIT, PUT and DELETE events for it, in that order.
+func watchRoles(ctx context.Context, clt *client.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	w, err := clt.NewWatcher(ctx, types.Watch{Kinds: []types.WatchKind{{Kind: types.KindRole}}})
+	if err != nil {
+		return fmt.Errorf("NewWatcher: %w", err)
+	}
+	defer w.Close()
+	next := func() (types.Event, error) {
+		select {
+		case e := <-w.Events():
+			return e, nil
+		case <-w.Done():
+			return types.Event{}, fmt.Errorf("watcher closed: %v", w.Error())
+		case <-ctx.Done():
+			return types.Event{}, errors.New("timed out waiting for an event")
+		}
+	}
+	if e, err := next(); err != nil || e.Type != types.OpInit {
+		return fmt.Errorf("first event %v, %v; want INIT", e.Type, err)
+	}
+	role, err := types.NewRole("watched", types.RoleSpecV6{})
+	if err != nil {
+		return err
+	}
+	if _, err := clt.CreateRole(ctx, role); err != nil {
+		return err
+	}
+	if e, err := next(); err != nil || e.Type != types.OpPut || e.Resource.GetName() != "watched" {
+		return fmt.Errorf("after create: %v %v, %v; want PUT watched", e.Type, e.Resource, err)
+	}
+	if err := clt.DeleteRole(ctx, "watched"); err != nil {
+		return err
+	}
+	if e, err := next(); err != nil || e.Type != types.OpDelete || e.Resource.GetName() != "watched" {
+		return fmt.Errorf("after delete: %v %v, %v; want DELETE watched", e.Type, e.Resource, err)
+	}
+	return nil
+}
+
 // checkCerts verifies with Go's own parsers that the certificates carry api-user's
 // Teleport identity.
 func checkCerts(certs *proto.Certs) error {
@@ -166,6 +208,8 @@ func main() {
 			err = fmt.Errorf("%d users listed, want 1", len(users))
 		}
 		check("get users (ListUsers pages)", err)
+
+		check("watcher sees a role put and delete", watchRoles(ctx, clt))
 
 		// Certificates for api-user's new key pair, as tctl auth sign asks for them.
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
