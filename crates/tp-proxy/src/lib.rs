@@ -10,9 +10,11 @@
 //! # Modules
 //!
 //! - [`web`]: the HTTPS API — discovery JSON and Teleport-shaped JSON errors.
+//! - [`invite`]: the invite and password-reset pages (no scripts, no external assets).
 //! - [`port`]: the web port, routed by ALPN: Auth connections forwarded untouched,
 //!   everything else served by [`web`].
 
+pub mod invite;
 pub mod port;
 pub mod web;
 

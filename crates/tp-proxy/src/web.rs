@@ -62,6 +62,28 @@ impl WebConfig {
     }
 }
 
+/// What the web handlers share: the configuration and, when the proxy is connected to
+/// the Auth server, a client with the proxy's identity.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    /// What the proxy says about itself.
+    pub cfg: Arc<WebConfig>,
+    /// The Auth server, as the proxy's identity sees it.
+    pub auth: Option<tp_client::Client>,
+}
+
+impl WebState {
+    /// The address users reach the proxy at (its public address, else its listen address).
+    pub fn public_addr(&self) -> String {
+        let s = &self.cfg.proxy.ssh;
+        if s.public_addr.is_empty() {
+            s.web_listen_addr.clone()
+        } else {
+            s.public_addr.clone()
+        }
+    }
+}
+
 /// An error in Teleport's web API shape: `{"error":{"message":"..."}}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -86,27 +108,28 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn ping(State(cfg): State<Arc<WebConfig>>) -> Json<PingResponse> {
-    Json(cfg.ping(true))
+async fn ping(State(state): State<WebState>) -> Json<PingResponse> {
+    Json(state.cfg.ping(true))
 }
 
-async fn find(State(cfg): State<Arc<WebConfig>>) -> Json<PingResponse> {
-    Json(cfg.ping(false))
+async fn find(State(state): State<WebState>) -> Json<PingResponse> {
+    Json(state.cfg.ping(false))
 }
 
 async fn ping_connector(
-    State(cfg): State<Arc<WebConfig>>,
+    State(state): State<WebState>,
     Path(connector): Path<String>,
 ) -> Result<Json<PingResponse>, ApiError> {
     // Only the local connector exists in tp; Teleport accepts its name or "local".
-    let local = cfg
+    let local = state
+        .cfg
         .auth
         .local
         .as_ref()
         .map(|l| l.name.as_str())
         .unwrap_or_default();
     if connector == "local" || (!local.is_empty() && connector == local) {
-        return Ok(Json(cfg.ping(true)));
+        return Ok(Json(state.cfg.ping(true)));
     }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
@@ -122,14 +145,23 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
-/// The web API's routes.
-pub fn router(cfg: Arc<WebConfig>) -> axum::Router {
+/// The web API's routes: discovery, and the invite and reset pages when `auth` is given.
+pub fn router(cfg: Arc<WebConfig>, auth: Option<tp_client::Client>) -> axum::Router {
+    let state = WebState { cfg, auth };
     axum::Router::new()
         .route("/webapi/ping", get(ping))
         .route("/webapi/find", get(find))
         .route("/webapi/ping/{connector}", get(ping_connector))
+        .route(
+            "/web/invite/{token}",
+            get(crate::invite::show).post(crate::invite::submit),
+        )
+        .route(
+            "/web/reset/{token}",
+            get(crate::invite::show).post(crate::invite::submit),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(cfg)
+        .with_state(state)
 }

@@ -104,7 +104,7 @@ async fn web_port(pki: &Pki, auth_addr: HostPort) -> HostPort {
     proxy.ssh.web_listen_addr = format!("127.0.0.1:{port}");
     proxy.ssh.tunnel_listen_addr = "127.0.0.1:3024".into();
     proxy.ssh.public_addr = "proxy.example.com:3080".into();
-    let web = router(Arc::new(WebConfig::new("example.com", proxy)));
+    let web = router(Arc::new(WebConfig::new("example.com", proxy)), None);
     let wp = WebPort::new(
         "example.com",
         pki.server("proxy.example.com", &[]),

@@ -1,0 +1,228 @@
+//! The invite flow across the cluster: the admin creates a user and an invite token on
+//! the Auth server; the proxy's invite page (with the proxy's own identity) shows the
+//! form, refuses mismatched or short passwords with a message, sets the password once,
+//! and shows an expired-link page afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::Server;
+use tp_auth::bootstrap::bootstrap;
+use tp_auth::ca::{self, Issued};
+use tp_auth::listener;
+use tp_auth::service::{AuthServer, system_clock};
+use tp_auth::store::MemoryStore;
+use tp_client::{Client, Config, Target, UserTokenType};
+use tp_proto::proto::auth_service_server::AuthServiceServer;
+use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
+use tp_proto::types::{Metadata, UserSpecV2, UserV2};
+use tp_proxy::web::{WebConfig, router};
+use tp_transport::addr::HostPort;
+use tp_transport::discovery::ProxySettings;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+async fn client(addr: &HostPort, issued: &Issued, host_ca: &[Vec<u8>]) -> Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in host_ca {
+        roots.add(CertificateDer::from(c.clone())).unwrap();
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let target = Target::Direct {
+        addr: addr.clone(),
+        tls: Arc::new(tls),
+        server_name: "teleport.cluster.local".into(),
+        credential: "test".into(),
+    };
+    Client::connect(
+        Config::new()
+            .target(target)
+            .dial_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap()
+}
+
+/// One HTTP/1.1 exchange; returns the status and the body.
+async fn http(addr: &str, method: &str, path: &str, form: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = form.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn invite_page_sets_a_password_once() {
+    let store = Arc::new(MemoryStore::new());
+    let state = bootstrap(store.as_ref(), Some("example.com"), now())
+        .await
+        .unwrap();
+    let server = ca::issue_host(
+        &state.host_ca,
+        "auth",
+        "Auth",
+        &["teleport.cluster.local".into()],
+        now(),
+        3600,
+    )
+    .unwrap();
+    let cas: Vec<CertificateDer<'static>> = ca::tls_certs_der(&state.user_ca)
+        .into_iter()
+        .chain(ca::tls_certs_der(&state.host_ca))
+        .map(CertificateDer::from)
+        .collect();
+    let tls = listener::server_config(
+        vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
+        cas,
+    )
+    .unwrap();
+    let auth = AuthServer::for_cluster(&state, store, system_clock())
+        .with_web_proxy_addr("proxy.example.com:3080");
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth_addr = HostPort {
+        host: "127.0.0.1".into(),
+        port: l.local_addr().unwrap().port(),
+    };
+    tokio::spawn(
+        Server::builder()
+            .add_service(AuthServiceServer::new(auth.clone()))
+            .add_service(UsersServiceServer::new(auth))
+            .serve_with_incoming(listener::incoming(l, Arc::new(tls))),
+    );
+    let host_roots = ca::tls_certs_der(&state.host_ca);
+    let admin = client(
+        &auth_addr,
+        &ca::issue_host(&state.host_ca, "admin", "Admin", &[], now(), 3600).unwrap(),
+        &host_roots,
+    )
+    .await;
+    let proxy_identity = client(
+        &auth_addr,
+        &ca::issue_host(&state.host_ca, "proxy", "Proxy", &[], now(), 3600).unwrap(),
+        &host_roots,
+    )
+    .await;
+
+    admin
+        .create_user(UserV2 {
+            kind: "user".into(),
+            version: "v2".into(),
+            metadata: Some(Metadata {
+                name: "api-user".into(),
+                ..Default::default()
+            }),
+            spec: Some(UserSpecV2 {
+                roles: vec!["access".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let token = admin
+        .create_reset_password_token("api-user", UserTokenType::Invite, Duration::ZERO)
+        .await
+        .unwrap();
+    let url = token.spec.unwrap().url;
+    let path = url
+        .strip_prefix("https://proxy.example.com:3080")
+        .expect("the URL names the proxy")
+        .to_string();
+    assert!(path.starts_with("/web/invite/"), "{url}");
+
+    let mut proxy = ProxySettings::default();
+    proxy.ssh.public_addr = "proxy.example.com:3080".into();
+    let web = router(
+        Arc::new(WebConfig::new("example.com", proxy)),
+        Some(proxy_identity),
+    );
+    let wl = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_addr = wl.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(wl, web).await });
+
+    let (status, body) = http(&web_addr, "GET", &path, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<strong id=\"user\">api-user</strong>"),
+        "{body}"
+    );
+    assert!(!body.contains("<script"), "no scripts");
+
+    let (status, body) = http(
+        &web_addr,
+        "POST",
+        &path,
+        Some("password=abcdefgh&confirm=abcdefgX"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("do not match"), "{body}");
+    let (status, body) = http(&web_addr, "POST", &path, Some("password=abc&confirm=abc")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("at least 6 characters"), "{body}");
+
+    let (status, body) = http(
+        &web_addr,
+        "POST",
+        &path,
+        Some("password=correct%20horse&confirm=correct%20horse"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("id=\"done\""), "{body}");
+    assert!(
+        body.contains("tpsh login --proxy=proxy.example.com:3080 --user=api-user"),
+        "{body}"
+    );
+    let user = admin.get_user("api-user", true).await.unwrap();
+    assert!(
+        !user
+            .spec
+            .unwrap()
+            .local_auth
+            .unwrap()
+            .password_hash
+            .is_empty()
+    );
+
+    // Used: the link is now dead.
+    let (status, body) = http(&web_addr, "GET", &path, None).await;
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("invalid, has already been used, or has expired"),
+        "{body}"
+    );
+    let (status, _) = http(&web_addr, "GET", "/web/invite/not-a-token", None).await;
+    assert_eq!(status, 404);
+}
