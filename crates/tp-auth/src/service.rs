@@ -286,7 +286,7 @@ impl AuthServer {
     }
 
     /// Validates, defaults and writes a role with `write`, returning it as stored.
-    async fn write_role(&self, role: Option<RoleV6>, op: RoleOp) -> Result<RoleV6, Status> {
+    async fn write_role(&self, role: Option<RoleV6>, op: WriteOp) -> Result<RoleV6, Status> {
         let mut role = role.ok_or_else(|| bad("missing role"))?;
         role_check_and_set_defaults(&mut role).map_err(|e| bad(e.to_string()))?;
         let name = name_of(role.metadata.as_ref()).to_string();
@@ -299,23 +299,39 @@ impl AuthServer {
             md.revision.clear();
         }
         let expires = expires_of(role.metadata.as_ref());
-        let bytes = role.encode_to_vec();
+        self.write(
+            Kind::Role,
+            &name,
+            role.encode_to_vec(),
+            expires,
+            expected.as_deref(),
+            op,
+        )
+        .await?;
+        self.role(&name).await
+    }
+
+    /// Writes a resource the way `op` says, mapping store errors to Teleport's kinds.
+    async fn write(
+        &self,
+        kind: Kind,
+        name: &str,
+        bytes: Vec<u8>,
+        expires: Option<i64>,
+        expected: Option<&str>,
+        op: WriteOp,
+    ) -> Result<String, Status> {
         let now = self.now();
         let res = match op {
-            RoleOp::Create => {
+            WriteOp::Create => self.store.create(kind, name, bytes, expires, now).await,
+            WriteOp::Update => {
                 self.store
-                    .create(Kind::Role, &name, bytes, expires, now)
+                    .update(kind, name, bytes, expires, expected, now)
                     .await
             }
-            RoleOp::Update => {
-                self.store
-                    .update(Kind::Role, &name, bytes, expires, expected.as_deref(), now)
-                    .await
-            }
-            RoleOp::Upsert => self.store.put(Kind::Role, &name, bytes, expires).await,
+            WriteOp::Upsert => self.store.put(kind, name, bytes, expires).await,
         };
-        res.map_err(|e| store_status(Kind::Role, &name, e))?;
-        self.role(&name).await
+        res.map_err(|e| store_status(kind, name, e))
     }
 
     /// Every item of a kind, a page at a time.
@@ -355,7 +371,7 @@ impl AuthServer {
         Ok(out)
     }
 
-    async fn write_user(&self, user: Option<UserV2>, op: RoleOp) -> Result<UserV2, Status> {
+    async fn write_user(&self, user: Option<UserV2>, op: WriteOp) -> Result<UserV2, Status> {
         let mut user = user.ok_or_else(|| bad("missing user"))?;
         let name = name_of(user.metadata.as_ref()).to_string();
         if name.is_empty() {
@@ -398,22 +414,15 @@ impl AuthServer {
             spec.local_auth = old.spec.and_then(|s| s.local_auth);
         }
         let expires = expires_of(user.metadata.as_ref());
-        let bytes = user.encode_to_vec();
-        let now = self.now();
-        let res = match op {
-            RoleOp::Create => {
-                self.store
-                    .create(Kind::User, &name, bytes, expires, now)
-                    .await
-            }
-            RoleOp::Update => {
-                self.store
-                    .update(Kind::User, &name, bytes, expires, expected.as_deref(), now)
-                    .await
-            }
-            RoleOp::Upsert => self.store.put(Kind::User, &name, bytes, expires).await,
-        };
-        res.map_err(|e| store_status(Kind::User, &name, e))?;
+        self.write(
+            Kind::User,
+            &name,
+            user.encode_to_vec(),
+            expires,
+            expected.as_deref(),
+            op,
+        )
+        .await?;
         self.user(&name, false).await
     }
 
@@ -724,8 +733,9 @@ impl AuthServer {
     }
 }
 
+/// How a write treats an existing resource.
 #[derive(Debug, Clone, Copy)]
-enum RoleOp {
+enum WriteOp {
     Create,
     Update,
     Upsert,
@@ -812,7 +822,7 @@ impl AuthService for AuthServer {
         let caller = self.caller(&req).await?;
         caller.check("role", &["create"])?;
         Ok(Response::new(
-            self.write_role(req.into_inner().role, RoleOp::Create)
+            self.write_role(req.into_inner().role, WriteOp::Create)
                 .await?,
         ))
     }
@@ -821,7 +831,7 @@ impl AuthService for AuthServer {
         let caller = self.caller(&req).await?;
         caller.check("role", &["update"])?;
         Ok(Response::new(
-            self.write_role(req.into_inner().role, RoleOp::Update)
+            self.write_role(req.into_inner().role, WriteOp::Update)
                 .await?,
         ))
     }
@@ -830,7 +840,7 @@ impl AuthService for AuthServer {
         let caller = self.caller(&req).await?;
         caller.check("role", &["create", "update"])?;
         Ok(Response::new(
-            self.write_role(req.into_inner().role, RoleOp::Upsert)
+            self.write_role(req.into_inner().role, WriteOp::Upsert)
                 .await?,
         ))
     }
@@ -838,7 +848,7 @@ impl AuthService for AuthServer {
     async fn upsert_role(&self, req: Request<RoleV6>) -> Rpc<()> {
         let caller = self.caller(&req).await?;
         caller.check("role", &["create", "update"])?;
-        self.write_role(Some(req.into_inner()), RoleOp::Upsert)
+        self.write_role(Some(req.into_inner()), WriteOp::Upsert)
             .await?;
         Ok(Response::new(()))
     }
@@ -883,7 +893,7 @@ impl AuthService for AuthServer {
     async fn create_user(&self, req: Request<UserV2>) -> Rpc<()> {
         let caller = self.caller(&req).await?;
         caller.check("user", &["create"])?;
-        self.write_user(Some(req.into_inner()), RoleOp::Create)
+        self.write_user(Some(req.into_inner()), WriteOp::Create)
             .await?;
         Ok(Response::new(()))
     }
@@ -891,7 +901,7 @@ impl AuthService for AuthServer {
     async fn update_user(&self, req: Request<UserV2>) -> Rpc<()> {
         let caller = self.caller(&req).await?;
         caller.check("user", &["update"])?;
-        self.write_user(Some(req.into_inner()), RoleOp::Update)
+        self.write_user(Some(req.into_inner()), WriteOp::Update)
             .await?;
         Ok(Response::new(()))
     }
@@ -1380,7 +1390,7 @@ impl UsersService for AuthServer {
         let caller = self.caller(&req).await?;
         caller.check("user", &["create"])?;
         let user = self
-            .write_user(req.into_inner().user, RoleOp::Create)
+            .write_user(req.into_inner().user, WriteOp::Create)
             .await?;
         Ok(Response::new(CreateUserResponse { user: Some(user) }))
     }
@@ -1389,7 +1399,7 @@ impl UsersService for AuthServer {
         let caller = self.caller(&req).await?;
         caller.check("user", &["update"])?;
         let user = self
-            .write_user(req.into_inner().user, RoleOp::Update)
+            .write_user(req.into_inner().user, WriteOp::Update)
             .await?;
         Ok(Response::new(UpdateUserResponse { user: Some(user) }))
     }
@@ -1398,7 +1408,7 @@ impl UsersService for AuthServer {
         let caller = self.caller(&req).await?;
         caller.check("user", &["create", "update"])?;
         let user = self
-            .write_user(req.into_inner().user, RoleOp::Upsert)
+            .write_user(req.into_inner().user, WriteOp::Upsert)
             .await?;
         Ok(Response::new(UpsertUserResponse { user: Some(user) }))
     }
