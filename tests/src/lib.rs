@@ -5,6 +5,7 @@
 //! [`run_go`] runs one of its programs, failing loudly when Go is missing rather than
 //! skipping.
 
+pub mod cluster;
 pub mod pki;
 
 use std::path::PathBuf;

@@ -6,61 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::Server;
-use tp_auth::bootstrap::bootstrap;
-use tp_auth::ca::{self, Issued};
-use tp_auth::listener;
-use tp_auth::service::{AuthServer, system_clock};
-use tp_auth::store::MemoryStore;
-use tp_client::{Client, Config, Target, UserTokenType};
-use tp_proto::proto::auth_service_server::AuthServiceServer;
-use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
+use tp_client::UserTokenType;
 use tp_proto::types::{Metadata, UserSpecV2, UserV2};
 use tp_proxy::web::{WebConfig, router};
-use tp_transport::addr::HostPort;
+use tp_tests::cluster::TestCluster;
 use tp_transport::discovery::ProxySettings;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-async fn client(addr: &HostPort, issued: &Issued, host_ca: &[Vec<u8>]) -> Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in host_ca {
-        roots.add(CertificateDer::from(c.clone())).unwrap();
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap()],
-        PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let target = Target::Direct {
-        addr: addr.clone(),
-        tls: Arc::new(tls),
-        server_name: "teleport.cluster.local".into(),
-        credential: "test".into(),
-    };
-    Client::connect(
-        Config::new()
-            .target(target)
-            .dial_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .unwrap()
-}
 
 /// One HTTP/1.1 exchange; returns the status and the body.
 async fn http(addr: &str, method: &str, path: &str, form: Option<&str>) -> (u16, String) {
@@ -83,56 +35,9 @@ async fn http(addr: &str, method: &str, path: &str, form: Option<&str>) -> (u16,
 
 #[tokio::test]
 async fn invite_page_sets_a_password_once() {
-    let store = Arc::new(MemoryStore::new());
-    let state = bootstrap(store.as_ref(), Some("example.com"), now())
-        .await
-        .unwrap();
-    let server = ca::issue_host(
-        &state.host_ca,
-        "auth",
-        "Auth",
-        &["teleport.cluster.local".into()],
-        now(),
-        3600,
-    )
-    .unwrap();
-    let cas: Vec<CertificateDer<'static>> = ca::tls_certs_der(&state.user_ca)
-        .into_iter()
-        .chain(ca::tls_certs_der(&state.host_ca))
-        .map(CertificateDer::from)
-        .collect();
-    let tls = listener::server_config(
-        vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
-        PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
-        cas,
-    )
-    .unwrap();
-    let auth = AuthServer::for_cluster(&state, store, system_clock())
-        .with_web_proxy_addr("proxy.example.com:3080");
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let auth_addr = HostPort {
-        host: "127.0.0.1".into(),
-        port: l.local_addr().unwrap().port(),
-    };
-    tokio::spawn(
-        Server::builder()
-            .add_service(AuthServiceServer::new(auth.clone()))
-            .add_service(UsersServiceServer::new(auth))
-            .serve_with_incoming(listener::incoming(l, Arc::new(tls))),
-    );
-    let host_roots = ca::tls_certs_der(&state.host_ca);
-    let admin = client(
-        &auth_addr,
-        &ca::issue_host(&state.host_ca, "admin", "Admin", &[], now(), 3600).unwrap(),
-        &host_roots,
-    )
-    .await;
-    let proxy_identity = client(
-        &auth_addr,
-        &ca::issue_host(&state.host_ca, "proxy", "Proxy", &[], now(), 3600).unwrap(),
-        &host_roots,
-    )
-    .await;
+    let c = TestCluster::start("proxy.example.com:3080").await;
+    let admin = c.admin().await;
+    let proxy_identity = c.client(&c.host_identity("Proxy")).await;
 
     admin
         .create_user(UserV2 {
