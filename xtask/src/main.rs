@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask codegen [--check]   regenerate crates/tp-proto/src/gen from proto/ (or verify it)
 //! cargo xtask interop             run the Go reference suite in tests/interop-go
+//! cargo xtask bench               ratios against baselines measured in the same run
 //! cargo xtask ci                  everything CI runs, in order
 //! ```
 
@@ -31,6 +32,7 @@ fn run() -> anyhow::Result<()> {
         ["codegen"] => codegen::run(codegen::Mode::Write),
         ["codegen", "--check"] => codegen::run(codegen::Mode::Check),
         ["interop"] => interop::run(),
+        ["bench"] => run_cmd(cargo().args(["run", "--release", "-p", "tp-bench"])),
         ["ci"] => ci(),
         [] | ["help"] | ["--help"] | ["-h"] => {
             print!("{}", USAGE);
@@ -46,6 +48,7 @@ usage: cargo xtask <task>
 tasks:
   codegen [--check]  regenerate crates/tp-proto/src/gen from proto/; --check fails if stale
   interop            run the Go reference-client suite in tests/interop-go
+  bench              benchmarks that print ratios against same-run baselines (release build)
   ci                 fmt, clippy, codegen --check, cargo deny, tests, interop (what CI runs)
 ";
 

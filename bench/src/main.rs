@@ -1,0 +1,247 @@
+//! `cargo xtask bench`: tp's performance targets as ratios against baselines measured in
+//! the same run on the same machine, never as absolute timings.
+//!
+//! - **GetRole at 64 in flight** over one mTLS connection: the real Auth server (RBAC,
+//!   storage, encoding) against a bare tonic service that returns a fixed role over the
+//!   same listener. Goal ≥ 0.7×.
+//! - **GenerateUserCerts** through the server against the raw signing rate of the same
+//!   key types (one ECDSA P-256 and one Ed25519 signature per request). Goal ≥ 0.5×.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+use tp_auth::listener;
+use tp_client::{Client, Config, Target};
+use tp_proto::proto::auth_service_server::{AuthService, AuthServiceServer};
+use tp_proto::proto::{GetRoleRequest, PingRequest, PingResponse, UserCertsRequest};
+use tp_proto::resource::{Resource, parse};
+use tp_proto::types::RoleV6;
+use tp_tests::cluster::TestCluster;
+use tp_transport::addr::HostPort;
+
+const IN_FLIGHT: usize = 64;
+const MEASURE: Duration = Duration::from_secs(3);
+
+fn seed_role() -> anyhow::Result<RoleV6> {
+    match parse(
+        "kind: role\nversion: v5\nmetadata: {name: api-role}\nspec:\n  allow:\n    rules: [{resources: [role], verbs: [read]}]\n",
+        "bench",
+    )?
+    .remove(0)
+    {
+        Resource::Role(r) => Ok(r),
+        _ => anyhow::bail!("not a role"),
+    }
+}
+
+/// The baseline: a tonic service that answers GetRole with a fixed role, no RBAC, no
+/// storage, on the same mutual-TLS listener as the real server.
+struct Bare(RoleV6);
+
+#[tonic::async_trait]
+impl AuthService for Bare {
+    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        Ok(Response::new(PingResponse::default()))
+    }
+
+    async fn get_role(&self, _: Request<GetRoleRequest>) -> Result<Response<RoleV6>, Status> {
+        Ok(Response::new(self.0.clone()))
+    }
+}
+
+/// Calls `op` with `IN_FLIGHT` concurrent callers for `MEASURE`; returns calls/s.
+async fn rate<F, Fut>(op: F) -> anyhow::Result<f64>
+where
+    F: Fn() -> Fut + Clone,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    // Warm up.
+    for _ in 0..50 {
+        op().await?;
+    }
+    let start = Instant::now();
+    let counts = stream::iter(0..IN_FLIGHT)
+        .map(|_| {
+            let op = op.clone();
+            async move {
+                let mut n = 0u64;
+                while start.elapsed() < MEASURE {
+                    op().await?;
+                    n += 1;
+                }
+                anyhow::Ok(n)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    let total: u64 = counts
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .iter()
+        .sum();
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+fn report(name: &str, tp: f64, baseline: f64, goal: f64) -> bool {
+    let ratio = tp / baseline;
+    let verdict = if ratio >= goal { "meets" } else { "BELOW" };
+    println!(
+        "{name}: tp {tp:.0}/s, baseline {baseline:.0}/s, ratio {ratio:.2}x ({verdict} the {goal}x goal)"
+    );
+    ratio >= goal
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cluster = TestCluster::start("proxy.example.com:3080").await;
+    let admin = cluster.admin().await;
+    admin.create_role(seed_role()?).await?;
+    let mut ok = true;
+
+    // 1. GetRole: real server vs bare tonic over the same mTLS setup.
+    let real = admin.clone();
+    let tp_rate = rate(move || {
+        let c = real.clone();
+        async move {
+            c.get_role("api-role").await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let server = tp_auth::ca::issue_host(
+        &cluster.state.host_ca,
+        "bare",
+        "Auth",
+        &["teleport.cluster.local".into()],
+        tp_tests::cluster::now(),
+        3600,
+    )?;
+    let tls = {
+        use rustls_pki_types::pem::PemObject as _;
+        let chain = vec![rustls_pki_types::CertificateDer::from_pem_slice(
+            server.cert_pem.as_bytes(),
+        )?];
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
+        let cas = tp_auth::ca::tls_certs_der(&cluster.state.host_ca)
+            .into_iter()
+            .map(rustls_pki_types::CertificateDer::from)
+            .collect();
+        listener::server_config(chain, key, cas)?
+    };
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let bare_addr = HostPort {
+        host: "127.0.0.1".into(),
+        port: l.local_addr()?.port(),
+    };
+    tokio::spawn(
+        Server::builder()
+            .add_service(AuthServiceServer::new(Bare(
+                admin.get_role("api-role").await?,
+            )))
+            .serve_with_incoming(listener::incoming(l, Arc::new(tls))),
+    );
+    let bare = Client::connect(Config::new().target(Target::Direct {
+        addr: bare_addr,
+        tls: cluster.client_tls(&cluster.host_identity("Admin")),
+        server_name: "teleport.cluster.local".into(),
+        credential: "bench".into(),
+    }))
+    .await?;
+    let bare_rate = rate(move || {
+        let c = bare.clone();
+        async move {
+            c.get_role("api-role").await?;
+            Ok(())
+        }
+    })
+    .await?;
+    ok &= report("GetRole at 64 in flight", tp_rate, bare_rate, 0.7);
+
+    // 2. GenerateUserCerts vs the raw signatures the same key types cost.
+    let tls_key = rcgen::KeyPair::generate()?;
+    let ssh_key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)?;
+    let req = UserCertsRequest {
+        username: "admin.example.com".into(),
+        tls_public_key: tls_key.public_key_pem().into_bytes(),
+        ssh_public_key: ssh_key.public_key().to_openssh()?.into_bytes(),
+        ..Default::default()
+    };
+    admin
+        .create_user(tp_proto::types::UserV2 {
+            kind: "user".into(),
+            version: "v2".into(),
+            metadata: Some(tp_proto::types::Metadata {
+                name: "admin.example.com".into(),
+                ..Default::default()
+            }),
+            spec: Some(tp_proto::types::UserSpecV2 {
+                roles: vec!["api-role".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let certs_client = admin.clone();
+    let gen_rate = rate(move || {
+        let c = certs_client.clone();
+        let req = req.clone();
+        async move {
+            c.generate_user_certs(req).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let rng = ring::rand::SystemRandom::new();
+    let ecdsa_pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &rng,
+    )
+    .map_err(|_| anyhow::anyhow!("keygen"))?;
+    let ecdsa = Arc::new(
+        ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            ecdsa_pkcs8.as_ref(),
+            &rng,
+        )
+        .map_err(|_| anyhow::anyhow!("key"))?,
+    );
+    let ed_pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("keygen"))?;
+    let ed = Arc::new(
+        ring::signature::Ed25519KeyPair::from_pkcs8(ed_pkcs8.as_ref())
+            .map_err(|_| anyhow::anyhow!("key"))?,
+    );
+    let tbs = vec![0x5au8; 900];
+    let raw_rate = rate(move || {
+        let (ecdsa, ed, tbs) = (ecdsa.clone(), ed.clone(), tbs.clone());
+        async move {
+            // The same work a request signs, on the same blocking budget as the server.
+            tokio::task::spawn_blocking(move || {
+                let rng = ring::rand::SystemRandom::new();
+                let _ = ecdsa.sign(&rng, &tbs);
+                let _ = ed.sign(&tbs);
+            })
+            .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    ok &= report("GenerateUserCerts", gen_rate, raw_rate, 0.5);
+
+    println!(
+        "bench: {}",
+        if ok {
+            "every ratio meets its goal"
+        } else {
+            "some ratios are below their goals"
+        }
+    );
+    Ok(())
+}
