@@ -18,6 +18,7 @@ use tp_proto::proto::auth_service_server::AuthServiceServer;
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
 use tp_proto::teleport::trust::v1::trust_service_server::TrustServiceServer;
 use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
+use tp_proto::tp::login::v1::login_service_server::LoginServiceServer;
 use tp_transport::addr::HostPort;
 
 /// Seconds since the epoch.
@@ -81,7 +82,8 @@ impl TestCluster {
                 .add_service(AuthServiceServer::new(auth.clone()))
                 .add_service(UsersServiceServer::new(auth.clone()))
                 .add_service(TrustServiceServer::new(auth.clone()))
-                .add_service(ClusterConfigServiceServer::new(auth))
+                .add_service(ClusterConfigServiceServer::new(auth.clone()))
+                .add_service(LoginServiceServer::new(auth))
                 .serve_with_incoming(listener::incoming(l, Arc::new(tls))),
         );
         Self { state, addr }

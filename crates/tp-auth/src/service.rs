@@ -32,6 +32,8 @@ use tp_proto::teleport::users::v1::{
     ListUsersRequest, ListUsersResponse, UpdateUserRequest, UpdateUserResponse, UpsertUserRequest,
     UpsertUserResponse,
 };
+use tp_proto::tp::login::v1::login_service_server::LoginService;
+use tp_proto::tp::login::v1::{AuthenticateSshUserRequest, AuthenticateSshUserResponse};
 use tp_proto::trail::ErrorKind;
 use tp_proto::types::{
     CertAuthorityV2, ClusterNameSpecV2, ClusterNameV2, Metadata, ProvisionTokenV2,
@@ -733,6 +735,126 @@ impl AuthServer {
     }
 }
 
+impl AuthServer {
+    /// Issues the certificates `r` asks for to user `target` (already authorised).
+    async fn certs_for(&self, target: &str, r: &UserCertsRequest) -> Result<Certs, Status> {
+        let target = target.to_string();
+        let user = self.user(&target, false).await?;
+        let spec = user.spec.clone().unwrap_or_default();
+        let mut roles = Vec::with_capacity(spec.roles.len());
+        for name in &spec.roles {
+            roles.push(self.role(name).await?);
+        }
+        let traits: std::collections::BTreeMap<String, Vec<String>> = spec
+            .traits
+            .as_ref()
+            .map(|t| {
+                t.values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.values.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = self.now();
+        let requested = r
+            .expires
+            .filter(|t| *t != tp_proto::GO_ZERO_TIMESTAMP && t.seconds > 0)
+            .map_or(now + DEFAULT_CERT_TTL, |t| t.seconds);
+        let cap = RoleSet::new(roles.clone())
+            .max_session_ttl()
+            .map_or(i64::MAX, |ns| now.saturating_add(ns / 1_000_000_000));
+        let not_after = requested.min(cap);
+        if not_after <= now {
+            return Err(bad("the requested expiry is in the past"));
+        }
+        let mut allowed = Vec::new();
+        let mut denied = Vec::new();
+        let mut forward_agent = false;
+        let mut port_forwarding = true;
+        for role in &roles {
+            let Some(s) = role.spec.as_ref() else {
+                continue;
+            };
+            if let Some(a) = &s.allow {
+                allowed.extend(crate::rbac::traits::expand_all(&a.logins, &traits));
+            }
+            if let Some(d) = &s.deny {
+                denied.extend(crate::rbac::traits::expand_all(&d.logins, &traits));
+            }
+            if let Some(o) = &s.options {
+                forward_agent |= o.forward_agent;
+                if o.port_forwarding.as_ref().is_some_and(|b| !b.value) {
+                    port_forwarding = false;
+                }
+            }
+        }
+        let mut logins: Vec<String> = Vec::new();
+        for l in allowed {
+            if !denied.contains(&l) && !logins.contains(&l) {
+                logins.push(l);
+            }
+        }
+        if logins.is_empty() {
+            logins.push(format!("-teleport-nologin-{}", random_token_id()?));
+        }
+        let mut id = crate::usercert::UserIdentity::new(
+            target.clone(),
+            spec.roles.clone(),
+            self.cluster_name.clone(),
+        );
+        id.logins = logins;
+        id.traits = traits;
+        if !r.route_to_cluster.is_empty() {
+            id.route_to_cluster = r.route_to_cluster.clone();
+        }
+        let user_ca = self.ca("user").await?;
+        let host_ca = self.ca("host").await?;
+        let tls_key = if r.tls_public_key.is_empty() {
+            &r.public_key
+        } else {
+            &r.tls_public_key
+        };
+        let ssh_key_bytes = if r.ssh_public_key.is_empty() {
+            &r.public_key
+        } else {
+            &r.ssh_public_key
+        };
+        let mut certs = Certs::default();
+        if !tls_key.is_empty() {
+            let spki = spki_from(tls_key)?;
+            certs.tls = crate::usercert::issue_tls(&user_ca, &id, &spki, now - 60, not_after)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .into_bytes();
+        }
+        if let Ok(text) = std::str::from_utf8(ssh_key_bytes)
+            && !text.trim().is_empty()
+            && !text.trim_start().starts_with("-----BEGIN")
+        {
+            let key = ssh_key::PublicKey::from_openssh(text.trim())
+                .map_err(|e| bad(format!("SSH public key: {e}")))?;
+            certs.ssh = crate::usercert::issue_ssh(
+                &user_ca,
+                &id,
+                &key,
+                now - 60,
+                not_after,
+                forward_agent,
+                port_forwarding,
+            )
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_bytes();
+        }
+        if certs.tls.is_empty() && certs.ssh.is_empty() {
+            return Err(bad("missing public key"));
+        }
+        if let Some(keys) = host_ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
+            certs.tlsca_certs = keys.tls.iter().map(|k| k.cert.clone()).collect();
+            certs.sshca_certs = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
+        }
+        Ok(certs)
+    }
+}
+
 /// How a write treats an existing resource.
 #[derive(Debug, Clone, Copy)]
 enum WriteOp {
@@ -1138,119 +1260,7 @@ impl AuthService for AuthServer {
             return Err(ErrorKind::NotImplemented
                 .status("role and access requests are not supported by this server"));
         }
-        let user = self.user(&target, false).await?;
-        let spec = user.spec.clone().unwrap_or_default();
-        let mut roles = Vec::with_capacity(spec.roles.len());
-        for name in &spec.roles {
-            roles.push(self.role(name).await?);
-        }
-        let traits: std::collections::BTreeMap<String, Vec<String>> = spec
-            .traits
-            .as_ref()
-            .map(|t| {
-                t.values
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.values.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let now = self.now();
-        let requested = r
-            .expires
-            .filter(|t| *t != tp_proto::GO_ZERO_TIMESTAMP && t.seconds > 0)
-            .map_or(now + DEFAULT_CERT_TTL, |t| t.seconds);
-        let cap = RoleSet::new(roles.clone())
-            .max_session_ttl()
-            .map_or(i64::MAX, |ns| now.saturating_add(ns / 1_000_000_000));
-        let not_after = requested.min(cap);
-        if not_after <= now {
-            return Err(bad("the requested expiry is in the past"));
-        }
-        let mut allowed = Vec::new();
-        let mut denied = Vec::new();
-        let mut forward_agent = false;
-        let mut port_forwarding = true;
-        for role in &roles {
-            let Some(s) = role.spec.as_ref() else {
-                continue;
-            };
-            if let Some(a) = &s.allow {
-                allowed.extend(crate::rbac::traits::expand_all(&a.logins, &traits));
-            }
-            if let Some(d) = &s.deny {
-                denied.extend(crate::rbac::traits::expand_all(&d.logins, &traits));
-            }
-            if let Some(o) = &s.options {
-                forward_agent |= o.forward_agent;
-                if o.port_forwarding.as_ref().is_some_and(|b| !b.value) {
-                    port_forwarding = false;
-                }
-            }
-        }
-        let mut logins: Vec<String> = Vec::new();
-        for l in allowed {
-            if !denied.contains(&l) && !logins.contains(&l) {
-                logins.push(l);
-            }
-        }
-        if logins.is_empty() {
-            logins.push(format!("-teleport-nologin-{}", random_token_id()?));
-        }
-        let mut id = crate::usercert::UserIdentity::new(
-            target.clone(),
-            spec.roles.clone(),
-            self.cluster_name.clone(),
-        );
-        id.logins = logins;
-        id.traits = traits;
-        if !r.route_to_cluster.is_empty() {
-            id.route_to_cluster = r.route_to_cluster.clone();
-        }
-        let user_ca = self.ca("user").await?;
-        let host_ca = self.ca("host").await?;
-        let tls_key = if r.tls_public_key.is_empty() {
-            &r.public_key
-        } else {
-            &r.tls_public_key
-        };
-        let ssh_key_bytes = if r.ssh_public_key.is_empty() {
-            &r.public_key
-        } else {
-            &r.ssh_public_key
-        };
-        let mut certs = Certs::default();
-        if !tls_key.is_empty() {
-            let spki = spki_from(tls_key)?;
-            certs.tls = crate::usercert::issue_tls(&user_ca, &id, &spki, now - 60, not_after)
-                .map_err(|e| Status::internal(e.to_string()))?
-                .into_bytes();
-        }
-        if let Ok(text) = std::str::from_utf8(ssh_key_bytes)
-            && !text.trim().is_empty()
-            && !text.trim_start().starts_with("-----BEGIN")
-        {
-            let key = ssh_key::PublicKey::from_openssh(text.trim())
-                .map_err(|e| bad(format!("SSH public key: {e}")))?;
-            certs.ssh = crate::usercert::issue_ssh(
-                &user_ca,
-                &id,
-                &key,
-                now - 60,
-                not_after,
-                forward_agent,
-                port_forwarding,
-            )
-            .map_err(|e| Status::internal(e.to_string()))?
-            .into_bytes();
-        }
-        if certs.tls.is_empty() && certs.ssh.is_empty() {
-            return Err(bad("missing public key"));
-        }
-        if let Some(keys) = host_ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
-            certs.tlsca_certs = keys.tls.iter().map(|k| k.cert.clone()).collect();
-            certs.sshca_certs = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
-        }
-        Ok(Response::new(certs))
+        Ok(Response::new(self.certs_for(&target, &r).await?))
     }
 
     async fn watch_events(
@@ -1481,6 +1491,55 @@ impl TrustService for AuthServer {
         }
         Ok(Response::new(GetCertAuthoritiesResponse {
             cert_authorities_v2,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl LoginService for AuthServer {
+    async fn authenticate_ssh_user(
+        &self,
+        req: Request<AuthenticateSshUserRequest>,
+    ) -> Rpc<AuthenticateSshUserResponse> {
+        let caller = self.caller(&req).await?;
+        let is_proxy = caller.identity.signer == Signer::HostCa
+            && caller.identity.groups.iter().any(|g| g == "Proxy");
+        if !is_proxy {
+            return Err(ErrorKind::AccessDenied.status("only the cluster's proxy may log users in"));
+        }
+        let r = req.into_inner();
+        // One answer for every way a login can fail, so it reveals nothing.
+        let refused = || ErrorKind::AccessDenied.status("invalid user name or password");
+        let user = self.user(&r.user, true).await.map_err(|_| refused())?;
+        let spec = user.spec.clone().unwrap_or_default();
+        if spec.status.as_ref().is_some_and(|s| s.is_locked) {
+            return Err(ErrorKind::AccessDenied.status(format!("user {:?} is locked", r.user)));
+        }
+        let hash = spec
+            .local_auth
+            .as_ref()
+            .map(|l| l.password_hash.clone())
+            .unwrap_or_default();
+        if hash.is_empty() || !crate::password::verify(&r.password, &hash) {
+            tracing::info!(user = %r.user, client = %r.client_addr, "password login refused");
+            return Err(refused());
+        }
+        let certs_req = UserCertsRequest {
+            username: r.user.clone(),
+            ssh_public_key: r.ssh_public_key,
+            tls_public_key: r.tls_public_key,
+            expires: r.expires,
+            route_to_cluster: r.route_to_cluster,
+            ..Default::default()
+        };
+        let certs = self.certs_for(&r.user, &certs_req).await?;
+        Ok(Response::new(AuthenticateSshUserResponse {
+            username: r.user,
+            ssh_cert: certs.ssh,
+            tls_cert: certs.tls,
+            host_ca_tls_certs: certs.tlsca_certs,
+            host_ca_ssh_keys: certs.sshca_certs,
+            cluster_name: self.cluster_name.clone(),
         }))
     }
 }

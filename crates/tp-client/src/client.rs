@@ -22,6 +22,8 @@ use tp_proto::teleport::users::v1::{
     CreateUserRequest, DeleteUserRequest, GetUserRequest, ListUsersRequest, ListUsersResponse,
     UpdateUserRequest, UpsertUserRequest,
 };
+use tp_proto::tp::login::v1::login_service_client::LoginServiceClient;
+use tp_proto::tp::login::v1::{AuthenticateSshUserRequest, AuthenticateSshUserResponse};
 use tp_proto::types::{
     CertAuthorityV2, ClusterNameV2, ProvisionTokenV2, ResourceRequest, RoleV6, UserTokenV3, UserV2,
 };
@@ -44,6 +46,7 @@ pub struct Client {
     users: UsersServiceClient<Channel>,
     trust: TrustServiceClient<Channel>,
     cluster_config: ClusterConfigServiceClient<Channel>,
+    login: LoginServiceClient<Channel>,
     call_timeout: Option<Duration>,
 }
 
@@ -151,7 +154,8 @@ impl Client {
             auth: AuthServiceClient::new(channel.clone()),
             users: UsersServiceClient::new(channel.clone()),
             trust: TrustServiceClient::new(channel.clone()),
-            cluster_config: ClusterConfigServiceClient::new(channel),
+            cluster_config: ClusterConfigServiceClient::new(channel.clone()),
+            login: LoginServiceClient::new(channel),
             call_timeout: None,
         }
     }
@@ -620,6 +624,22 @@ impl Client {
             .cluster_config
             .clone()
             .get_cluster_name(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    // ---- tp's own extensions ----
+
+    /// Password login, for the cluster's Proxy identity only (tp's `LoginService`; not
+    /// part of Teleport's API).
+    pub async fn authenticate_ssh_user(
+        &self,
+        req: AuthenticateSshUserRequest,
+    ) -> Result<AuthenticateSshUserResponse> {
+        Ok(self
+            .login
+            .clone()
+            .authenticate_ssh_user(self.req(req))
             .await?
             .into_inner())
     }

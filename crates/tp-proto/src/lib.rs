@@ -19,6 +19,7 @@
 //! | [`teleport::users::v1`] | `teleport.users.v1` | `UsersService` |
 //! | [`teleport::trust::v1`] | `teleport.trust.v1` | `TrustService` |
 //! | [`teleport::clusterconfig::v1`] | `teleport.clusterconfig.v1` | `ClusterConfigService` |
+//! | [`tp::login::v1`] | `tp.login.v1` | tp's own `LoginService` (password login for the Proxy; not Teleport's API) |
 //!
 //! Each service module has a `*_client` and a `*_server` submodule (tonic), generated
 //! without tonic's own transport: connections come from `tp-transport`.
@@ -57,7 +58,7 @@
 #[path = "gen/mod.rs"]
 mod generated;
 
-pub use generated::{proto, teleport, types, wrappers};
+pub use generated::{proto, teleport, tp, types, wrappers};
 
 #[allow(
     clippy::all,

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::proto::ChangeUserAuthenticationRequest;
+use crate::tp::login::v1::AuthenticateSshUserRequest;
 use crate::types::{JwtKeyPair, LocalAuthSecrets, SshKeyPair, TlsKeyPair, TotpDevice};
 
 /// A stand-in that prints whether a secret is present, never its value.
@@ -101,6 +102,21 @@ impl fmt::Debug for ChangeUserAuthenticationRequest {
     }
 }
 
+impl fmt::Debug for AuthenticateSshUserRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthenticateSshUserRequest")
+            .field("user", &self.user)
+            .field("password", &Secret::of(&self.password))
+            .field("otp_token", &Secret::of(self.otp_token.as_bytes()))
+            .field("ssh_public_key", &Public(&self.ssh_public_key))
+            .field("tls_public_key", &Public(&self.tls_public_key))
+            .field("expires", &self.expires)
+            .field("route_to_cluster", &self.route_to_cluster)
+            .field("client_addr", &self.client_addr)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +168,16 @@ mod tests {
         let out = format!("{change:?}");
         assert!(!out.contains("hunter2"), "{out}");
         assert!(!out.contains("invite-token-id"), "{out}");
+
+        let login = AuthenticateSshUserRequest {
+            user: "alice".into(),
+            password: b"hunter2hunter2".to_vec(),
+            otp_token: "123456".into(),
+            ..Default::default()
+        };
+        let out = format!("{login:?}");
+        assert!(!out.contains("hunter2") && !out.contains("123456"), "{out}");
+        assert!(out.contains("alice"), "{out}");
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //!
 //! - [`web`]: the HTTPS API — discovery JSON and Teleport-shaped JSON errors.
 //! - [`invite`]: the invite and password-reset pages (no scripts, no external assets).
+//! - [`login`]: password login (`/webapi/ssh/certs`) with per-user and per-address limits.
 //! - [`port`]: the web port, routed by ALPN: Auth connections forwarded untouched,
 //!   everything else served by [`web`].
 
 pub mod invite;
+pub mod login;
 pub mod port;
 pub mod web;
 

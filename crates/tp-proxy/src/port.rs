@@ -62,17 +62,18 @@ impl WebPort {
             let (tcp, peer) = listener.accept().await?;
             let this = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = this.handle(tcp).await {
+                if let Err(e) = this.handle(tcp, peer.ip()).await {
                     tracing::debug!(%peer, error = %e, "web port connection ended");
                 }
             });
         }
     }
 
-    /// Routes one connection.
+    /// Routes one connection from `peer`.
     pub async fn handle(
         &self,
         tcp: TcpStream,
+        peer: std::net::IpAddr,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let _ = tcp.set_nodelay(true);
         let (hello, stream) = read_client_hello(tcp, HELLO_TIMEOUT).await?;
@@ -97,7 +98,11 @@ impl WebPort {
             }
             _ => {
                 let tls = TlsAcceptor::from(self.tls.clone()).accept(stream).await?;
-                let service = TowerToHyperService::new(self.web.clone());
+                let web = self
+                    .web
+                    .clone()
+                    .layer(axum::Extension(crate::login::ClientAddr(peer)));
+                let service = TowerToHyperService::new(web);
                 auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await?;

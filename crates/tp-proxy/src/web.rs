@@ -70,6 +70,8 @@ pub struct WebState {
     pub cfg: Arc<WebConfig>,
     /// The Auth server, as the proxy's identity sees it.
     pub auth: Option<tp_client::Client>,
+    /// Failed-login counts.
+    pub limiter: Arc<crate::login::Limiter>,
 }
 
 impl WebState {
@@ -147,11 +149,23 @@ async fn method_not_allowed() -> ApiError {
 
 /// The web API's routes: discovery, and the invite and reset pages when `auth` is given.
 pub fn router(cfg: Arc<WebConfig>, auth: Option<tp_client::Client>) -> axum::Router {
-    let state = WebState { cfg, auth };
+    let state = WebState {
+        cfg,
+        auth,
+        limiter: Arc::default(),
+    };
     axum::Router::new()
         .route("/webapi/ping", get(ping))
         .route("/webapi/find", get(find))
         .route("/webapi/ping/{connector}", get(ping_connector))
+        .route(
+            "/webapi/ssh/certs",
+            axum::routing::post(crate::login::ssh_certs),
+        )
+        .route(
+            "/v1/webapi/ssh/certs",
+            axum::routing::post(crate::login::ssh_certs),
+        )
         .route(
             "/web/invite/{token}",
             get(crate::invite::show).post(crate::invite::submit),

@@ -21,6 +21,13 @@ pub mod teleport {
         }
     }
 }
+pub mod tp {
+    pub mod login {
+        pub mod v1 {
+            include!("tp.login.v1.rs");
+        }
+    }
+}
 pub mod types {
     include!("types.rs");
 }
