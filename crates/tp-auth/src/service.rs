@@ -73,7 +73,19 @@ pub struct AuthServer {
     host_cas: Vec<Vec<u8>>,
     clock: Clock,
     web_proxy_addr: String,
+    caches: Arc<Caches>,
 }
+
+/// What is expensive to derive and rarely changes: decoded caller identities (a
+/// signature check each) and the parsed user CA keys.
+#[derive(Default)]
+struct Caches {
+    identities: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Identity>>,
+    signer: std::sync::Mutex<Option<(String, Arc<crate::usercert::UserCaSigner>)>>,
+}
+
+/// The most caller identities kept; the cache starts over when it is full.
+const MAX_CACHED_IDENTITIES: usize = 10_000;
 
 impl std::fmt::Debug for AuthServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,6 +182,7 @@ impl AuthServer {
             host_cas,
             clock,
             web_proxy_addr: String::new(),
+            caches: Arc::default(),
         }
     }
 
@@ -201,24 +214,46 @@ impl AuthServer {
             .certs
             .first()
             .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let identity = identity::from_certificate(leaf, &self.user_cas, &self.host_cas)
-            .map_err(|e| ErrorKind::AccessDenied.status(e.to_string()))?;
+        let cached = self
+            .caches
+            .identities
+            .lock()
+            .ok()
+            .and_then(|m| m.get(leaf.as_ref()).cloned());
+        let identity = match cached {
+            Some(id) => id,
+            None => {
+                let id = identity::from_certificate(leaf, &self.user_cas, &self.host_cas)
+                    .map_err(|e| ErrorKind::AccessDenied.status(e.to_string()))?;
+                if let Ok(mut m) = self.caches.identities.lock() {
+                    if m.len() >= MAX_CACHED_IDENTITIES {
+                        m.clear();
+                    }
+                    m.insert(leaf.to_vec(), id.clone());
+                }
+                id
+            }
+        };
         if identity.not_after < self.now() {
             return Err(ErrorKind::AccessDenied.status("client certificate has expired"));
         }
         match identity.signer {
             Signer::HostCa => {
+                static ADMIN: std::sync::LazyLock<RoleSet> =
+                    std::sync::LazyLock::new(|| RoleSet::new(vec![presets::admin_role()]));
+                static PROXY: std::sync::LazyLock<RoleSet> =
+                    std::sync::LazyLock::new(|| RoleSet::new(vec![presets::proxy_role()]));
                 if identity.groups.iter().any(|g| g == "Admin") {
                     return Ok(Caller {
                         identity,
-                        roles: RoleSet::new(vec![presets::admin_role()]),
+                        roles: ADMIN.clone(),
                         is_admin: true,
                     });
                 }
                 if identity.groups.iter().any(|g| g == "Proxy") {
                     return Ok(Caller {
                         identity,
-                        roles: RoleSet::new(vec![presets::proxy_role()]),
+                        roles: PROXY.clone(),
                         is_admin: false,
                     });
                 }
@@ -723,6 +758,32 @@ fn spki_from_ssh(key: &ssh_key::PublicKey) -> Result<Vec<u8>, Status> {
 }
 
 impl AuthServer {
+    /// The user CA's signer, parsed again only when the CA's revision changes.
+    async fn user_ca_signer(&self) -> Result<Arc<crate::usercert::UserCaSigner>, Status> {
+        let key = format!("user/{}", self.cluster_name);
+        let item = self
+            .store
+            .get(Kind::CertAuthority, &key, self.now())
+            .await
+            .map_err(|e| store_status(Kind::CertAuthority, &key, e))?;
+        if let Ok(g) = self.caches.signer.lock()
+            && let Some((rev, signer)) = g.as_ref()
+            && *rev == item.revision
+        {
+            return Ok(signer.clone());
+        }
+        let ca: CertAuthorityV2 = item
+            .decode()
+            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?;
+        let signer = Arc::new(
+            crate::usercert::UserCaSigner::new(&ca).map_err(|e| Status::internal(e.to_string()))?,
+        );
+        if let Ok(mut g) = self.caches.signer.lock() {
+            *g = Some((item.revision, signer.clone()));
+        }
+        Ok(signer)
+    }
+
     async fn ca(&self, kind: &str) -> Result<CertAuthorityV2, Status> {
         let key = format!("{kind}/{}", self.cluster_name);
         let item = self
@@ -807,7 +868,7 @@ impl AuthServer {
         if !r.route_to_cluster.is_empty() {
             id.route_to_cluster = r.route_to_cluster.clone();
         }
-        let user_ca = self.ca("user").await?;
+        let signer = self.user_ca_signer().await?;
         let host_ca = self.ca("host").await?;
         let tls_key = if r.tls_public_key.is_empty() {
             &r.public_key
@@ -822,7 +883,8 @@ impl AuthServer {
         let mut certs = Certs::default();
         if !tls_key.is_empty() {
             let spki = spki_from(tls_key)?;
-            certs.tls = crate::usercert::issue_tls(&user_ca, &id, &spki, now - 60, not_after)
+            certs.tls = signer
+                .issue_tls(&id, &spki, now - 60, not_after)
                 .map_err(|e| Status::internal(e.to_string()))?
                 .into_bytes();
         }
@@ -832,17 +894,17 @@ impl AuthServer {
         {
             let key = ssh_key::PublicKey::from_openssh(text.trim())
                 .map_err(|e| bad(format!("SSH public key: {e}")))?;
-            certs.ssh = crate::usercert::issue_ssh(
-                &user_ca,
-                &id,
-                &key,
-                now - 60,
-                not_after,
-                forward_agent,
-                port_forwarding,
-            )
-            .map_err(|e| Status::internal(e.to_string()))?
-            .into_bytes();
+            certs.ssh = signer
+                .issue_ssh(
+                    &id,
+                    &key,
+                    now - 60,
+                    not_after,
+                    forward_agent,
+                    port_forwarding,
+                )
+                .map_err(|e| Status::internal(e.to_string()))?
+                .into_bytes();
         }
         if certs.tls.is_empty() && certs.ssh.is_empty() {
             return Err(bad("missing public key"));

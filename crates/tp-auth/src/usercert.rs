@@ -131,6 +131,38 @@ fn subject_der(id: &UserIdentity) -> Result<Vec<u8>, CaError> {
     }))
 }
 
+/// The user CA's keys, parsed once: what signs user certificates. Building one costs
+/// about as much as a signature, so the Auth server keeps it for as long as the CA's
+/// keys do not change.
+pub struct UserCaSigner {
+    tls: CaSigner,
+    ssh: PrivateKey,
+}
+
+impl std::fmt::Debug for UserCaSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserCaSigner { [keys redacted] }")
+    }
+}
+
+impl UserCaSigner {
+    /// Parses the CA's active TLS and SSH keys.
+    pub fn new(user_ca: &CertAuthorityV2) -> Result<Self, CaError> {
+        let kp = user_ca
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_keys.as_ref())
+            .and_then(|k| k.ssh.first())
+            .ok_or_else(|| CaError::NoKey("no active SSH key".into()))?;
+        let ssh = PrivateKey::from_openssh(&kp.private_key)
+            .map_err(|e| CaError::NoKey(format!("SSH CA key: {e}")))?;
+        Ok(Self {
+            tls: ca_signer(user_ca)?,
+            ssh,
+        })
+    }
+}
+
 struct CaSigner {
     subject_der: Vec<u8>,
     key: EcdsaKeyPair,
@@ -172,70 +204,105 @@ pub fn issue_tls(
     not_before: i64,
     not_after: i64,
 ) -> Result<String, CaError> {
-    let ca = ca_signer(user_ca)?;
-    let subject = subject_der(id)?;
-    let (nb, na) = (der_time(not_before)?, der_time(not_after)?);
-    let mut serial = [0u8; 16];
-    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut serial)
-        .map_err(|_| CaError::Crypto("no randomness".into()))?;
-    serial[0] &= 0x7f;
-    let alg =
-        |w: yasna::DERWriter<'_>| w.write_sequence(|w| w.next().write_oid(&oid(OID_ECDSA_SHA256)));
-    let tbs = yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next()
-                .write_tagged(yasna::Tag::context(0), |w| w.write_u8(2));
-            w.next().write_bigint_bytes(&serial, true);
-            alg(w.next());
-            w.next().write_der(&ca.subject_der);
-            w.next().write_sequence(|w| {
-                w.next().write_der(&nb);
-                w.next().write_der(&na);
-            });
-            w.next().write_der(&subject);
-            w.next().write_der(subject_spki);
-            w.next().write_tagged(yasna::Tag::context(3), |w| {
-                w.write_sequence(|w| {
-                    // keyUsage: digitalSignature | keyEncipherment, critical.
-                    w.next().write_sequence(|w| {
-                        w.next().write_oid(&oid(OID_KEY_USAGE));
-                        w.next().write_bool(true);
-                        w.next().write_bytes(&yasna::construct_der(|w| {
-                            w.write_bitvec_bytes(&[0b1010_0000], 3)
-                        }));
-                    });
-                    w.next().write_sequence(|w| {
-                        w.next().write_oid(&oid(OID_EXT_KEY_USAGE));
-                        w.next().write_bytes(&yasna::construct_der(|w| {
-                            w.write_sequence(|w| {
-                                w.next().write_oid(&oid(OID_SERVER_AUTH));
-                                w.next().write_oid(&oid(OID_CLIENT_AUTH));
-                            })
-                        }));
-                    });
-                    w.next().write_sequence(|w| {
-                        w.next().write_oid(&oid(OID_BASIC_CONSTRAINTS));
-                        w.next().write_bool(true);
-                        w.next()
-                            .write_bytes(&yasna::construct_der(|w| w.write_sequence(|_| {})));
+    UserCaSigner::new(user_ca)?.issue_tls(id, subject_spki, not_before, not_after)
+}
+
+/// Issues the OpenSSH user certificate for `subject` with Teleport's extensions; returns
+/// the authorized_keys line.
+pub fn issue_ssh(
+    user_ca: &CertAuthorityV2,
+    id: &UserIdentity,
+    subject: &PublicKey,
+    valid_after: i64,
+    valid_before: i64,
+    permit_agent_forwarding: bool,
+    permit_port_forwarding: bool,
+) -> Result<String, CaError> {
+    UserCaSigner::new(user_ca)?.issue_ssh(
+        id,
+        subject,
+        valid_after,
+        valid_before,
+        permit_agent_forwarding,
+        permit_port_forwarding,
+    )
+}
+
+impl UserCaSigner {
+    /// See [`issue_tls`].
+    pub fn issue_tls(
+        &self,
+        id: &UserIdentity,
+        subject_spki: &[u8],
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<String, CaError> {
+        let ca = &self.tls;
+        let subject = subject_der(id)?;
+        let (nb, na) = (der_time(not_before)?, der_time(not_after)?);
+        let mut serial = [0u8; 16];
+        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut serial)
+            .map_err(|_| CaError::Crypto("no randomness".into()))?;
+        serial[0] &= 0x7f;
+        let alg = |w: yasna::DERWriter<'_>| {
+            w.write_sequence(|w| w.next().write_oid(&oid(OID_ECDSA_SHA256)))
+        };
+        let tbs = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next()
+                    .write_tagged(yasna::Tag::context(0), |w| w.write_u8(2));
+                w.next().write_bigint_bytes(&serial, true);
+                alg(w.next());
+                w.next().write_der(&ca.subject_der);
+                w.next().write_sequence(|w| {
+                    w.next().write_der(&nb);
+                    w.next().write_der(&na);
+                });
+                w.next().write_der(&subject);
+                w.next().write_der(subject_spki);
+                w.next().write_tagged(yasna::Tag::context(3), |w| {
+                    w.write_sequence(|w| {
+                        // keyUsage: digitalSignature | keyEncipherment, critical.
+                        w.next().write_sequence(|w| {
+                            w.next().write_oid(&oid(OID_KEY_USAGE));
+                            w.next().write_bool(true);
+                            w.next().write_bytes(&yasna::construct_der(|w| {
+                                w.write_bitvec_bytes(&[0b1010_0000], 3)
+                            }));
+                        });
+                        w.next().write_sequence(|w| {
+                            w.next().write_oid(&oid(OID_EXT_KEY_USAGE));
+                            w.next().write_bytes(&yasna::construct_der(|w| {
+                                w.write_sequence(|w| {
+                                    w.next().write_oid(&oid(OID_SERVER_AUTH));
+                                    w.next().write_oid(&oid(OID_CLIENT_AUTH));
+                                })
+                            }));
+                        });
+                        w.next().write_sequence(|w| {
+                            w.next().write_oid(&oid(OID_BASIC_CONSTRAINTS));
+                            w.next().write_bool(true);
+                            w.next()
+                                .write_bytes(&yasna::construct_der(|w| w.write_sequence(|_| {})));
+                        });
                     });
                 });
             });
         });
-    });
-    let sig = ca
-        .key
-        .sign(&SystemRandom::new(), &tbs)
-        .map_err(|_| CaError::Crypto("signing the certificate failed".into()))?;
-    let cert = yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_der(&tbs);
-            alg(w.next());
-            w.next()
-                .write_bitvec_bytes(sig.as_ref(), sig.as_ref().len() * 8);
+        let sig = ca
+            .key
+            .sign(&SystemRandom::new(), &tbs)
+            .map_err(|_| CaError::Crypto("signing the certificate failed".into()))?;
+        let cert = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_der(&tbs);
+                alg(w.next());
+                w.next()
+                    .write_bitvec_bytes(sig.as_ref(), sig.as_ref().len() * 8);
+            });
         });
-    });
-    Ok(pem("CERTIFICATE", &cert))
+        Ok(pem("CERTIFICATE", &cert))
+    }
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -253,58 +320,53 @@ fn pem(label: &str, der: &[u8]) -> String {
 /// The SSH principal Teleport appends to every user certificate.
 pub const INTERNAL_JOIN_PRINCIPAL: &str = "-teleport-internal-join";
 
-/// Issues the OpenSSH user certificate for `subject` with Teleport's extensions; returns
-/// the authorized_keys line.
-pub fn issue_ssh(
-    user_ca: &CertAuthorityV2,
-    id: &UserIdentity,
-    subject: &PublicKey,
-    valid_after: i64,
-    valid_before: i64,
-    permit_agent_forwarding: bool,
-    permit_port_forwarding: bool,
-) -> Result<String, CaError> {
-    let kp = user_ca
-        .spec
-        .as_ref()
-        .and_then(|s| s.active_keys.as_ref())
-        .and_then(|k| k.ssh.first())
-        .ok_or_else(|| CaError::NoKey("no active SSH key".into()))?;
-    let ca_key = PrivateKey::from_openssh(&kp.private_key)
-        .map_err(|e| CaError::NoKey(format!("SSH CA key: {e}")))?;
-    let mut nonce = [0u8; 16];
-    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut nonce)
-        .map_err(|_| CaError::Crypto("no randomness".into()))?;
-    let err = |e: ssh_key::Error| CaError::Crypto(format!("SSH certificate: {e}"));
-    let mut b = Builder::new(
-        nonce.to_vec(),
-        subject.key_data().clone(),
-        u64::try_from(valid_after.max(0)).unwrap_or(0),
-        u64::try_from(valid_before.max(0)).unwrap_or(0),
-    )
-    .map_err(err)?;
-    b.cert_type(CertType::User).map_err(err)?;
-    b.key_id(id.username.clone()).map_err(err)?;
-    for l in &id.logins {
-        b.valid_principal(l.clone()).map_err(err)?;
-    }
-    b.valid_principal(INTERNAL_JOIN_PRINCIPAL).map_err(err)?;
-    b.extension("permit-pty", "").map_err(err)?;
-    if permit_agent_forwarding {
-        b.extension("permit-agent-forwarding", "").map_err(err)?;
-    }
-    if permit_port_forwarding {
-        b.extension("permit-port-forwarding", "").map_err(err)?;
-    }
-    let roles = serde_json::json!({ "roles": id.roles }).to_string();
-    let traits = serde_json::to_string(&id.traits).map_err(|e| CaError::Crypto(e.to_string()))?;
-    b.extension("teleport-roles", roles).map_err(err)?;
-    b.extension("teleport-traits", traits).map_err(err)?;
-    b.extension("teleport-route-to-cluster", id.route_to_cluster.clone())
+impl UserCaSigner {
+    /// See [`issue_ssh`].
+    pub fn issue_ssh(
+        &self,
+        id: &UserIdentity,
+        subject: &PublicKey,
+        valid_after: i64,
+        valid_before: i64,
+        permit_agent_forwarding: bool,
+        permit_port_forwarding: bool,
+    ) -> Result<String, CaError> {
+        let ca_key = &self.ssh;
+        let mut nonce = [0u8; 16];
+        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut nonce)
+            .map_err(|_| CaError::Crypto("no randomness".into()))?;
+        let err = |e: ssh_key::Error| CaError::Crypto(format!("SSH certificate: {e}"));
+        let mut b = Builder::new(
+            nonce.to_vec(),
+            subject.key_data().clone(),
+            u64::try_from(valid_after.max(0)).unwrap_or(0),
+            u64::try_from(valid_before.max(0)).unwrap_or(0),
+        )
         .map_err(err)?;
-    let cert = b.sign(&ca_key).map_err(err)?;
-    let line = cert.to_openssh().map_err(err)?;
-    Ok(format!("{line}\n"))
+        b.cert_type(CertType::User).map_err(err)?;
+        b.key_id(id.username.clone()).map_err(err)?;
+        for l in &id.logins {
+            b.valid_principal(l.clone()).map_err(err)?;
+        }
+        b.valid_principal(INTERNAL_JOIN_PRINCIPAL).map_err(err)?;
+        b.extension("permit-pty", "").map_err(err)?;
+        if permit_agent_forwarding {
+            b.extension("permit-agent-forwarding", "").map_err(err)?;
+        }
+        if permit_port_forwarding {
+            b.extension("permit-port-forwarding", "").map_err(err)?;
+        }
+        let roles = serde_json::json!({ "roles": id.roles }).to_string();
+        let traits =
+            serde_json::to_string(&id.traits).map_err(|e| CaError::Crypto(e.to_string()))?;
+        b.extension("teleport-roles", roles).map_err(err)?;
+        b.extension("teleport-traits", traits).map_err(err)?;
+        b.extension("teleport-route-to-cluster", id.route_to_cluster.clone())
+            .map_err(err)?;
+        let cert = b.sign(ca_key).map_err(err)?;
+        let line = cert.to_openssh().map_err(err)?;
+        Ok(format!("{line}\n"))
+    }
 }
 
 #[cfg(test)]

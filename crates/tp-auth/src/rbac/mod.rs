@@ -150,8 +150,10 @@ enum Side {
 impl RoleSet {
     /// A role set of `roles` and the implicit role every caller has.
     pub fn new(roles: Vec<RoleV6>) -> Self {
+        static IMPLICIT: std::sync::LazyLock<RoleV6> =
+            std::sync::LazyLock::new(presets::implicit_role);
         let mut roles = roles;
-        roles.push(presets::implicit_role());
+        roles.push(IMPLICIT.clone());
         Self { roles }
     }
 
