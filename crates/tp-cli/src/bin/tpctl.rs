@@ -1,6 +1,448 @@
-//! `tpctl`: see the `tp-cli` crate docs.
+//! `tpctl`: administers a tp cluster, like Teleport's `tctl`.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("tpctl: not yet implemented; see the tp-cli issue");
-    std::process::ExitCode::from(2)
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tp_cli::cluster::connect_with;
+use tp_cli::paths::{AdminIdentity, default_data_dir};
+use tp_cli::{CliError, report, short_duration};
+use tp_client::{Client, ErrorKind, UserTokenType};
+use tp_proto::resource::{self, Resource};
+use tp_proto::types::{Metadata, UserSpecV2, UserV2};
+use tp_proto::wrappers::{LabelValues, StringValues};
+use tp_transport::addr::{PortRule, parse_host_port};
+
+#[derive(Parser)]
+#[command(
+    name = "tpctl",
+    version,
+    about = "Administers a tp cluster (like tctl)"
+)]
+struct Cli {
+    /// The data directory of the tpd on this host (its local admin identity is used).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The Auth server to talk to (default: where the local tpd listens).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    auth_server: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Yaml,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates resources from a YAML or JSON file (`-` reads standard input).
+    Create {
+        /// Overwrite resources that exist.
+        #[arg(short, long)]
+        force: bool,
+        /// The file.
+        file: String,
+    },
+    /// Prints resources: KIND or KIND/NAME (role, user, token).
+    Get {
+        /// What to print.
+        spec: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+    },
+    /// Deletes one resource: KIND/NAME.
+    Rm {
+        /// What to delete.
+        spec: String,
+    },
+    /// Manages users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Prints the cluster's name and version.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Creates a user and prints an invite link.
+    Add {
+        /// The user name.
+        name: String,
+        /// Roles, comma-separated (they must exist).
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// Allowed logins, comma-separated (the `logins` trait).
+        #[arg(long, value_delimiter = ',')]
+        logins: Vec<String>,
+        /// How long the invite link is valid (e.g. 1h, 30m; at most 48h).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Lists users.
+    Ls,
+    /// Deletes users (comma-separated).
+    Rm {
+        /// The user names.
+        names: String,
+    },
+}
+
+async fn client(cli: &Cli) -> Result<Client, CliError> {
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let id = AdminIdentity::in_dir(&data_dir);
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|e| {
+            CliError::new(
+                format!("cannot read the local admin identity {}: {e}", p.display()),
+                "run tpctl on the host where `tpd start` runs, or pass --data-dir",
+            )
+        })
+    };
+    let (cert, key, ca) = (read(&id.cert)?, read(&id.key)?, read(&id.ca)?);
+    let addr = match &cli.auth_server {
+        Some(a) => a.clone(),
+        None => String::from_utf8_lossy(&read(&id.auth_addr)?)
+            .trim()
+            .to_string(),
+    };
+    let addr = parse_host_port(&addr, PortRule::Default(3025))
+        .map_err(|e| CliError::new(e.to_string(), "pass --auth-server HOST:PORT"))?;
+    use rustls::pki_types::pem::PemObject as _;
+    let roots: Vec<Vec<u8>> = rustls::pki_types::CertificateDer::pem_slice_iter(&ca)
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect();
+    connect_with(&addr, &cert, &key, &roots).await
+}
+
+fn api(e: tp_client::Error) -> CliError {
+    let hint = match e.kind() {
+        ErrorKind::AccessDenied => "the identity in use is not allowed to do this",
+        ErrorKind::NotFound => "check the name with `tpctl get`",
+        ErrorKind::AlreadyExists => "use `tpctl create -f` to overwrite",
+        ErrorKind::ConnectionProblem => "is tpd running?",
+        _ => "",
+    };
+    if hint.is_empty() {
+        CliError::plain(e.to_string())
+    } else {
+        CliError::new(e.to_string(), hint)
+    }
+}
+
+async fn create(c: &Client, file: &str, force: bool) -> Result<(), CliError> {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::plain(format!("reading standard input: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| CliError::new(format!("cannot read {file}: {e}"), "check the path"))?
+    };
+    let docs = resource::parse(&text, file)
+        .map_err(|e| CliError::new(e.to_string(), "fix the document and run the command again"))?;
+    for doc in docs {
+        match doc {
+            Resource::Role(r) => {
+                let name = r
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                let verb = if force {
+                    // Like tctl: say "updated" only when the role was there before.
+                    let existed = match c.get_role(&name).await {
+                        Ok(_) => true,
+                        Err(e) if e.kind() == ErrorKind::NotFound => false,
+                        Err(e) => return Err(api(e)),
+                    };
+                    c.upsert_role(r).await.map_err(api)?;
+                    if existed { "updated" } else { "created" }
+                } else {
+                    c.create_role(r).await.map_err(|e| {
+                        if e.kind() == ErrorKind::AlreadyExists {
+                            CliError::new(
+                                format!("role '{name}' already exists"),
+                                "use `tpctl create -f` to overwrite",
+                            )
+                        } else {
+                            api(e)
+                        }
+                    })?;
+                    "created"
+                };
+                println!("role '{name}' has been {verb}");
+            }
+            Resource::User(u) => {
+                let name = u
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                if force {
+                    c.upsert_user(u).await.map_err(api)?;
+                } else {
+                    c.create_user(u).await.map_err(api)?;
+                }
+                println!(
+                    "user {name:?} has been {}",
+                    if force { "updated" } else { "created" }
+                );
+            }
+            Resource::Token(t) => {
+                let name = t
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                if force {
+                    c.upsert_token(t).await.map_err(api)?;
+                } else {
+                    c.create_token(t).await.map_err(api)?;
+                }
+                println!(
+                    "token {name:?} has been {}",
+                    if force { "updated" } else { "created" }
+                );
+            }
+            other => {
+                return Err(CliError::new(
+                    format!("{} resources cannot be created with tpctl", other.kind()),
+                    "create roles, users or tokens",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn get(c: &Client, spec: &str, format: Format) -> Result<(), CliError> {
+    let (kind, name) = spec
+        .split_once('/')
+        .map_or((spec, None), |(k, n)| (k, Some(n)));
+    let resources: Vec<Resource> = match (kind, name) {
+        ("role" | "roles", Some(n)) => vec![Resource::Role(c.get_role(n).await.map_err(api)?)],
+        ("role" | "roles", None) => c
+            .get_roles()
+            .await
+            .map_err(api)?
+            .into_iter()
+            .map(Resource::Role)
+            .collect(),
+        ("user" | "users", Some(n)) => {
+            vec![Resource::User(c.get_user(n, false).await.map_err(api)?)]
+        }
+        ("user" | "users", None) => c
+            .get_users(false)
+            .await
+            .map_err(api)?
+            .into_iter()
+            .map(Resource::User)
+            .collect(),
+        ("token" | "tokens", Some(n)) => vec![Resource::Token(c.get_token(n).await.map_err(api)?)],
+        ("token" | "tokens", None) => c
+            .get_tokens()
+            .await
+            .map_err(api)?
+            .into_iter()
+            .map(Resource::Token)
+            .collect(),
+        _ => {
+            return Err(CliError::new(
+                format!("unknown resource kind {kind:?}"),
+                "use role, user or token",
+            ));
+        }
+    };
+    match format {
+        Format::Yaml => print!("{}", resource::to_yaml(&resources)),
+        Format::Json => println!("{}", resource::to_json(&resources)),
+        Format::Text => {
+            println!("{:<24} Kind", "Name");
+            for r in &resources {
+                println!("{:<24} {}", r.name(), r.kind());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn rm(c: &Client, spec: &str) -> Result<(), CliError> {
+    let Some((kind, name)) = spec.split_once('/') else {
+        return Err(CliError::new(
+            format!("expected KIND/NAME, got {spec:?}"),
+            "for example: tpctl rm role/dev",
+        ));
+    };
+    match kind {
+        "role" => c.delete_role(name).await.map_err(api)?,
+        "user" => c.delete_user(name).await.map_err(api)?,
+        "token" => c.delete_token(name).await.map_err(api)?,
+        _ => {
+            return Err(CliError::new(
+                format!("unknown resource kind {kind:?}"),
+                "use role, user or token",
+            ));
+        }
+    }
+    println!("{kind} {name:?} has been deleted");
+    Ok(())
+}
+
+async fn users_add(
+    c: &Client,
+    name: &str,
+    roles: &[String],
+    logins: &[String],
+    ttl: &str,
+) -> Result<(), CliError> {
+    let ttl_ns = tp_proto::duration::parse_go(ttl)
+        .map_err(|e| CliError::new(e.to_string(), "for example --ttl=1h"))?;
+    for r in roles {
+        c.get_role(r).await.map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                CliError::new(
+                    format!("role {r:?} is not found"),
+                    "create it first with `tpctl create`",
+                )
+            } else {
+                api(e)
+            }
+        })?;
+    }
+    let traits = LabelValues {
+        values: [(
+            "logins".to_string(),
+            StringValues {
+                values: logins.to_vec(),
+            },
+        )]
+        .into(),
+    };
+    let user = UserV2 {
+        kind: "user".into(),
+        version: "v2".into(),
+        metadata: Some(Metadata {
+            name: name.into(),
+            ..Default::default()
+        }),
+        spec: Some(UserSpecV2 {
+            roles: roles.to_vec(),
+            traits: Some(traits),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    c.create_user(user).await.map_err(|e| {
+        if e.kind() == ErrorKind::AlreadyExists {
+            CliError::new(
+                format!("user {name:?} already exists"),
+                "pick another name, or `tpctl users rm` it first",
+            )
+        } else {
+            api(e)
+        }
+    })?;
+    let token = c
+        .create_reset_password_token(
+            name,
+            UserTokenType::Invite,
+            Duration::from_nanos(u64::try_from(ttl_ns).unwrap_or(0)),
+        )
+        .await
+        .map_err(api)?;
+    let url = token
+        .spec
+        .as_ref()
+        .map(|s| s.url.clone())
+        .unwrap_or_default();
+    let created = token
+        .spec
+        .as_ref()
+        .and_then(|s| s.created)
+        .map_or(0, |t| t.seconds);
+    let expires = token
+        .metadata
+        .as_ref()
+        .and_then(|m| m.expires)
+        .map_or(0, |t| t.seconds);
+    let host = url
+        .strip_prefix("https://")
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_default();
+    println!(
+        "User {name:?} has been created but requires a password. Share this URL with the user to complete user setup, link is valid for {}:\n{url}\n\nNOTE: Make sure {host} points at a Teleport proxy which users can access.",
+        short_duration(expires - created)
+    );
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let c = client(&cli).await?;
+    match &cli.command {
+        Command::Create { force, file } => create(&c, file, *force).await,
+        Command::Get { spec, format } => get(&c, spec, *format).await,
+        Command::Rm { spec } => rm(&c, spec).await,
+        Command::Users { command } => match command {
+            UsersCommand::Add {
+                name,
+                roles,
+                logins,
+                ttl,
+            } => users_add(&c, name, roles, logins, ttl).await,
+            UsersCommand::Ls => {
+                let users = c.get_users(false).await.map_err(api)?;
+                if users.is_empty() {
+                    println!("No users found");
+                } else {
+                    println!("{:<24} Roles", "User");
+                    for u in users {
+                        let name = u
+                            .metadata
+                            .as_ref()
+                            .map(|m| m.name.clone())
+                            .unwrap_or_default();
+                        println!(
+                            "{name:<24} {}",
+                            u.spec.map(|s| s.roles.join(",")).unwrap_or_default()
+                        );
+                    }
+                }
+                Ok(())
+            }
+            UsersCommand::Rm { names } => {
+                for n in names.split(',').filter(|n| !n.is_empty()) {
+                    c.delete_user(n).await.map_err(api)?;
+                    println!("User {n:?} has been deleted");
+                }
+                Ok(())
+            }
+        },
+        Command::Status => {
+            let p = c.ping().await.map_err(api)?;
+            println!("Cluster:      {}", p.cluster_name);
+            println!("Version:      {}", p.server_version);
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
 }

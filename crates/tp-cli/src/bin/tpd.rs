@@ -1,6 +1,116 @@
-//! `tpd`: see the `tp-cli` crate docs.
+//! `tpd`: runs a tp cluster (the Auth server and the Proxy in one process).
 
-fn main() -> std::process::ExitCode {
-    eprintln!("tpd: not yet implemented; see the tp-cli issue");
-    std::process::ExitCode::from(2)
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tp_cli::cluster::{ClusterConfig, start};
+use tp_cli::paths::default_data_dir;
+use tp_cli::report;
+
+#[derive(Parser)]
+#[command(
+    name = "tpd",
+    version,
+    about = "Runs a tp cluster: the Auth server and the Proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Starts the Auth server and the Proxy; writes the local admin identity for tpctl.
+    Start {
+        /// Where the admin identity (and later the cluster's state) lives.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The cluster name (a DNS-like name).
+        #[arg(long, default_value = "tp.local")]
+        cluster_name: String,
+        /// The Auth server's gRPC address.
+        #[arg(long, default_value = "127.0.0.1:3025")]
+        auth_addr: SocketAddr,
+        /// The Proxy's web address (HTTPS, discovery, login, invite pages, TLS routing).
+        #[arg(long, default_value = "127.0.0.1:3080")]
+        web_addr: SocketAddr,
+        /// The web address users reach (invite links name it); defaults to --web-addr.
+        #[arg(long, value_name = "HOST:PORT")]
+        public_addr: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Start {
+        data_dir,
+        cluster_name,
+        auth_addr,
+        web_addr,
+        public_addr,
+    } = cli.command;
+    if effective_uid() == Some(0) {
+        eprintln!(
+            "warning: tpd runs as root; run it as an unprivileged user (see docs/production.md)"
+        );
+    }
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    let cfg = ClusterConfig {
+        data_dir: data_dir.clone(),
+        cluster_name,
+        auth_addr,
+        web_addr,
+        public_addr,
+    };
+    let (running, handle) = match start(cfg).await {
+        Ok(r) => r,
+        Err(e) => return report(&e),
+    };
+    println!("tpd: cluster is running");
+    println!("  auth:  {} (gRPC, mutual TLS)", running.auth_addr);
+    println!(
+        "  proxy: https://{} (discovery, login, invite pages)",
+        running.web_addr
+    );
+    println!(
+        "  admin identity: {} (for tpctl on this host)",
+        running
+            .admin
+            .cert
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    println!("  state: in memory (a restart starts a new cluster until persistent storage lands)");
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            return report(&tp_cli::CliError::plain(format!(
+                "cannot watch for SIGTERM: {e}"
+            )));
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+        _ = handle => {}
+    }
+    println!("tpd: stopped");
+    ExitCode::SUCCESS
+}
+
+/// The effective user id, from `/proc/self/status` (the second field of `Uid:`).
+fn effective_uid() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }

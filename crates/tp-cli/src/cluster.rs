@@ -1,0 +1,303 @@
+//! `tpd start`: the Auth server and the Proxy in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tp_auth::bootstrap::bootstrap;
+use tp_auth::ca::{self, Issued};
+use tp_auth::listener;
+use tp_auth::service::{AuthServer, system_clock};
+use tp_auth::store::MemoryStore;
+use tp_client::{Client, Config, Target};
+use tp_proto::proto::auth_service_server::AuthServiceServer;
+use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
+use tp_proto::teleport::trust::v1::trust_service_server::TrustServiceServer;
+use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
+use tp_proto::tp::login::v1::login_service_server::LoginServiceServer;
+use tp_proxy::port::WebPort;
+use tp_proxy::web::{WebConfig, router};
+use tp_transport::addr::HostPort;
+use tp_transport::discovery::ProxySettings;
+
+use crate::CliError;
+use crate::paths::{AdminIdentity, private_dir, write_atomic};
+
+/// What `tpd start` runs.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Where the admin identity (and, with persistent storage, the state) lives.
+    pub data_dir: PathBuf,
+    /// The cluster name.
+    pub cluster_name: String,
+    /// The Auth server's gRPC listener.
+    pub auth_addr: SocketAddr,
+    /// The Proxy's web listener.
+    pub web_addr: SocketAddr,
+    /// The web address users are told (invite links, login hints).
+    pub public_addr: Option<String>,
+}
+
+/// The listeners once bound.
+#[derive(Debug)]
+pub struct Running {
+    /// The Auth server's address.
+    pub auth_addr: SocketAddr,
+    /// The Proxy's web address.
+    pub web_addr: SocketAddr,
+    /// The local admin identity's files.
+    pub admin: AdminIdentity,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn bind_error(what: &str, addr: SocketAddr, e: std::io::Error) -> CliError {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!("another process listens on {addr}; stop it or choose another --{what}-addr")
+    } else if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep $(which tpd))".to_string()
+    } else {
+        format!("choose another --{what}-addr")
+    };
+    CliError::new(
+        format!("cannot listen on {addr} for the {what} service: {e}"),
+        hint,
+    )
+}
+
+fn tls_parts(
+    issued: &Issued,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CliError> {
+    let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+        .map_err(|e| CliError::plain(format!("issued certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+        .map_err(|e| CliError::plain(format!("issued key: {e}")))?;
+    Ok((vec![cert], key))
+}
+
+/// Starts the cluster: bootstraps its CAs, binds both listeners, writes the admin
+/// identity, and serves until the returned future's task is dropped.
+pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHandle<()>), CliError> {
+    private_dir(&cfg.data_dir)?;
+    let store = Arc::new(MemoryStore::new());
+    let state = bootstrap(store.as_ref(), Some(&cfg.cluster_name), now())
+        .await
+        .map_err(|e| CliError::plain(e.to_string()))?;
+    let auth_l = TcpListener::bind(cfg.auth_addr)
+        .await
+        .map_err(|e| bind_error("auth", cfg.auth_addr, e))?;
+    let web_l = TcpListener::bind(cfg.web_addr)
+        .await
+        .map_err(|e| bind_error("web", cfg.web_addr, e))?;
+    let auth_addr = auth_l
+        .local_addr()
+        .map_err(|e| CliError::plain(e.to_string()))?;
+    let web_addr = web_l
+        .local_addr()
+        .map_err(|e| CliError::plain(e.to_string()))?;
+    let public = cfg
+        .public_addr
+        .clone()
+        .unwrap_or_else(|| web_addr.to_string());
+    let ca_err = |e: ca::CaError| CliError::plain(e.to_string());
+
+    // The Auth server.
+    let mut sans = vec![
+        "teleport.cluster.local".to_string(),
+        "*.teleport.cluster.local".to_string(),
+        "localhost".into(),
+    ];
+    sans.push(auth_addr.ip().to_string());
+    let (chain, key) = tls_parts(
+        &ca::issue_host(
+            &state.host_ca,
+            &format!("auth.{}", state.name),
+            "Auth",
+            &sans,
+            now(),
+            365 * 86400,
+        )
+        .map_err(ca_err)?,
+    )?;
+    let cas = ca::tls_certs_der(&state.user_ca)
+        .into_iter()
+        .chain(ca::tls_certs_der(&state.host_ca))
+        .map(CertificateDer::from)
+        .collect();
+    let tls = listener::server_config(chain, key, cas)
+        .map_err(|e| CliError::plain(format!("Auth server TLS: {e}")))?;
+    let auth =
+        AuthServer::for_cluster(&state, store, system_clock()).with_web_proxy_addr(public.clone());
+    let auth_task = tokio::spawn(
+        Server::builder()
+            .add_service(AuthServiceServer::new(auth.clone()))
+            .add_service(UsersServiceServer::new(auth.clone()))
+            .add_service(TrustServiceServer::new(auth.clone()))
+            .add_service(ClusterConfigServiceServer::new(auth.clone()))
+            .add_service(LoginServiceServer::new(auth))
+            .serve_with_incoming(listener::incoming(auth_l, Arc::new(tls))),
+    );
+
+    // The local admin identity, for tpctl on this host.
+    let admin = AdminIdentity::in_dir(&cfg.data_dir);
+    if let Some(d) = admin.cert.parent() {
+        private_dir(d)?;
+    }
+    let admin_issued = ca::issue_host(
+        &state.host_ca,
+        &format!("admin.{}", state.name),
+        "Admin",
+        &[],
+        now(),
+        365 * 86400,
+    )
+    .map_err(ca_err)?;
+    let host_ca_pem = state
+        .host_ca
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_keys.as_ref())
+        .and_then(|k| k.tls.first())
+        .map(|k| k.cert.clone())
+        .unwrap_or_default();
+    write_atomic(&admin.key, admin_issued.key_pem.as_bytes(), 0o600)?;
+    write_atomic(&admin.cert, admin_issued.cert_pem.as_bytes(), 0o600)?;
+    write_atomic(&admin.ca, &host_ca_pem, 0o600)?;
+    write_atomic(&admin.auth_addr, auth_addr.to_string().as_bytes(), 0o600)?;
+
+    // The Proxy: its own identity toward the Auth server, and the web port.
+    let proxy_issued = ca::issue_host(
+        &state.host_ca,
+        &format!("proxy.{}", state.name),
+        "Proxy",
+        &[],
+        now(),
+        365 * 86400,
+    )
+    .map_err(ca_err)?;
+    let proxy_client = connect(
+        &HostPort {
+            host: auth_addr.ip().to_string(),
+            port: auth_addr.port(),
+        },
+        &proxy_issued,
+        &state.host_ca,
+    )
+    .await?;
+    let mut proxy = ProxySettings::default();
+    proxy.ssh.web_listen_addr = web_addr.to_string();
+    proxy.ssh.public_addr = public;
+    let web = router(
+        Arc::new(WebConfig::new(state.name.clone(), proxy)),
+        Some(proxy_client),
+    );
+    let web_sans = vec!["localhost".to_string(), web_addr.ip().to_string()];
+    let (chain, key) = tls_parts(
+        &ca::issue_host(
+            &state.host_ca,
+            &format!("proxy.{}", state.name),
+            "Proxy",
+            &web_sans,
+            now(),
+            365 * 86400,
+        )
+        .map_err(ca_err)?,
+    )?;
+    let web_tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| CliError::plain(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| CliError::plain(format!("web TLS: {e}")))?;
+    let auth_hp = HostPort {
+        host: auth_addr.ip().to_string(),
+        port: auth_addr.port(),
+    };
+    let web_task =
+        tokio::spawn(WebPort::new(state.name.clone(), web_tls, web, auth_hp).serve(web_l));
+
+    let handle = tokio::spawn(async move {
+        let _ = tokio::join!(auth_task, web_task);
+    });
+    Ok((
+        Running {
+            auth_addr,
+            web_addr,
+            admin,
+        },
+        handle,
+    ))
+}
+
+/// Connects to an Auth server as `issued`, trusting `host_ca`.
+pub async fn connect(
+    addr: &HostPort,
+    issued: &Issued,
+    host_ca: &tp_proto::types::CertAuthorityV2,
+) -> Result<Client, CliError> {
+    let roots: Vec<Vec<u8>> = ca::tls_certs_der(host_ca);
+    connect_with(
+        addr,
+        issued.cert_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+        &roots,
+    )
+    .await
+}
+
+/// Connects to an Auth server with a PEM certificate and key, trusting the DER roots.
+pub async fn connect_with(
+    addr: &HostPort,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    roots: &[Vec<u8>],
+) -> Result<Client, CliError> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store
+            .add(CertificateDer::from(r.clone()))
+            .map_err(|e| CliError::plain(format!("trusted CA: {e}")))?;
+    }
+    let cert = CertificateDer::from_pem_slice(cert_pem)
+        .map_err(|e| CliError::plain(format!("certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| CliError::plain(format!("private key: {e}")))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| CliError::plain(e.to_string()))?
+    .with_root_certificates(store)
+    .with_client_auth_cert(vec![cert], key)
+    .map_err(|e| CliError::plain(format!("client certificate: {e}")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let target = Target::Direct {
+        addr: addr.clone(),
+        tls: Arc::new(tls),
+        server_name: "teleport.cluster.local".into(),
+        credential: "local admin identity".into(),
+    };
+    Client::connect(
+        Config::new()
+            .target(target)
+            .dial_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .map_err(|e| {
+        CliError::new(
+            e.to_string(),
+            "is tpd running? start it with `tpd start`, or pass --auth-server",
+        )
+    })
+}
