@@ -1,0 +1,107 @@
+//! The `Backend` trait.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+
+use crate::error::Result;
+use crate::types::{Item, Page};
+use crate::watch::Watcher;
+
+/// The future every [`Backend`] method returns.
+pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T>>;
+
+/// Key-value storage with revisions, expiry and a change stream.
+///
+/// Every method copies what it needs from its arguments before returning, so the future
+/// borrows only the backend. Each successful write takes the next revision of the
+/// backend's single counter and emits one [`Event`](crate::Event) per key it changes;
+/// a failed call changes nothing. "Live" below means present and not expired: reads
+/// never return expired items and conditional writes treat them as absent.
+///
+/// Implementations must pass the [`conformance`](crate::conformance) suite.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// The live item at `key`; [`NotFound`](crate::Error::NotFound) otherwise.
+    fn get(&self, key: &[u8]) -> BackendFuture<'_, Item>;
+
+    /// Up to `limit` (at least 1) live items whose keys start with `prefix` (all items
+    /// for an empty prefix) and sort after `start_after` when given, in key order.
+    /// [`Page::next`] is set when more follow.
+    fn range(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> BackendFuture<'_, Page>;
+
+    /// Stores a new item; [`AlreadyExists`](crate::Error::AlreadyExists) if a live one
+    /// has the key. Returns the new revision.
+    fn create(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64>;
+
+    /// Stores an item whatever was there. Returns the new revision.
+    fn put(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64>;
+
+    /// Replaces a live item; [`NotFound`](crate::Error::NotFound) if there is none.
+    /// Returns the new revision.
+    fn update(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64>;
+
+    /// Replaces the live item only if it is at `expected_revision`:
+    /// [`CompareFailed`](crate::Error::CompareFailed) if it is at another,
+    /// [`NotFound`](crate::Error::NotFound) if there is none. Returns the new revision.
+    fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected_revision: i64,
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64>;
+
+    /// Deletes the live item; [`NotFound`](crate::Error::NotFound) if there is none.
+    /// Returns the revision of the deletion.
+    fn delete(&self, key: &[u8]) -> BackendFuture<'_, i64>;
+
+    /// Deletes the live item only if it is at `expected_revision` (errors as for
+    /// [`compare_and_swap`](Self::compare_and_swap)). Returns the revision of the
+    /// deletion.
+    fn compare_and_delete(&self, key: &[u8], expected_revision: i64) -> BackendFuture<'_, i64>;
+
+    /// Deletes every stored item whose key starts with `prefix` (everything for an empty
+    /// prefix), in key order, one revision and one delete event each, atomically.
+    /// Expired items not yet swept are deleted too (their delete events were still owed
+    /// to watchers). Returns how many items were deleted.
+    fn delete_range(&self, prefix: &[u8]) -> BackendFuture<'_, u64>;
+
+    /// The newest revision (0 before the first write).
+    fn current_revision(&self) -> BackendFuture<'_, i64>;
+
+    /// Deletes every expired item now, in key order, one revision and one delete event
+    /// each. Returns how many were deleted. Backends run this periodically when
+    /// [`Options::sweep_interval`](crate::Options::sweep_interval) is set.
+    fn sweep_expired(&self) -> BackendFuture<'_, u64>;
+
+    /// Watches changes after revision `from` (after the current revision for `None`):
+    /// first the retained history, then live changes, in revision order, with no gap or
+    /// duplicate. [`Compacted`](crate::Error::Compacted) if events after `from` are no
+    /// longer retained. See [`Watcher`] for lagging and resuming.
+    ///
+    /// To keep a consistent copy: start the watch, then read with
+    /// [`range`](Self::range), and apply an event only when its revision is newer than
+    /// the copy's item (or, for deletes, than the copy's item at that key).
+    fn watch(&self, from: Option<i64>) -> BackendFuture<'_, Watcher>;
+}

@@ -1,0 +1,859 @@
+//! The SQLite backend.
+//!
+//! Schema (version 1, marked with `PRAGMA application_id` so a foreign database is
+//! refused rather than written into):
+//!
+//! - `items(key BLOB PRIMARY KEY, value BLOB, revision INTEGER, expires INTEGER)`:
+//!   the current items; `expires` is nanoseconds since the epoch.
+//! - `events(revision INTEGER PRIMARY KEY, kind INTEGER, key BLOB, value BLOB,
+//!   expires INTEGER)`: the newest [`Options::history_limit`] changes (kind 0 = put,
+//!   1 = delete), written in the same transaction as the change they describe. Put
+//!   events carry their value, so retained history can cost up to `history_limit`
+//!   values of extra space; it is what lets a watcher resume after a restart.
+//! - `meta(name TEXT PRIMARY KEY, value INTEGER)`: `revision` (the newest revision) and
+//!   `compacted` (the newest revision whose event was pruned).
+//!
+//! Writes go through one connection under a mutex, in `BEGIN IMMEDIATE` transactions,
+//! and are announced to live watchers after the commit while the mutex is still held,
+//! so live events leave in revision order. Reads use a second connection (WAL lets it
+//! read while the writer writes). One process should open a database at a time: a
+//! second process's writes are stored correctly but its watchers and ours do not see
+//! each other's live events.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::ready;
+use futures_util::stream::{self, StreamExt};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::broadcast;
+
+use crate::backend::{Backend, BackendFuture};
+use crate::clock::Clock;
+use crate::error::{Error, KeyDisplay, Result};
+use crate::options::Options;
+use crate::sweeper::{self, SweeperGuard};
+use crate::types::{
+    Cond, Event, Item, Page, check_cond, check_from, check_key, check_limit, check_write,
+    from_nanos, prefix_end,
+};
+use crate::watch::{Watcher, live};
+
+/// `PRAGMA application_id` of a tp backend database ("tpB1").
+const APPLICATION_ID: i64 = 0x7470_4231;
+/// The schema version this build reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many events one history read fetches.
+const HISTORY_PAGE: i64 = 256;
+
+const SCHEMA: &str = "
+CREATE TABLE items (
+    key BLOB PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL,
+    revision INTEGER NOT NULL,
+    expires INTEGER
+);
+CREATE INDEX items_expires ON items (expires) WHERE expires IS NOT NULL;
+CREATE TABLE events (
+    revision INTEGER PRIMARY KEY NOT NULL,
+    kind INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB,
+    expires INTEGER
+);
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
+";
+
+const KIND_PUT: i64 = 0;
+const KIND_DELETE: i64 = 1;
+
+/// The embedded default [`Backend`]: one SQLite file in WAL mode with
+/// `synchronous=FULL`, so a write is on disk before it is acknowledged and survives a
+/// crash of the process (or the machine).
+///
+/// The database file is created with mode 0600 and missing parent directories with
+/// 0700 (existing ones are left alone). Cloning gives another handle to the same
+/// database. All SQLite work runs on tokio's blocking pool (or inline when called
+/// outside a tokio runtime), never on an async worker thread.
+///
+/// ```
+/// use tp_backend::{Backend, SqliteBackend};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let backend = SqliteBackend::open(dir.path().join("tp.db")).await?;
+/// let revision = backend.create(b"/roles/admin", b"spec".to_vec(), None).await?;
+/// let item = backend.get(b"/roles/admin").await?;
+/// assert_eq!((item.value.as_slice(), item.revision), (&b"spec"[..], revision));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+    _sweeper: Option<Arc<SweeperGuard>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    location: String,
+    writer: Mutex<Writer>,
+    reader: Mutex<Connection>,
+    /// The newest committed revision (also in `Writer`), readable without waiting for a
+    /// write.
+    revision: AtomicI64,
+    changes: broadcast::Sender<Event>,
+    options: Options,
+}
+
+#[derive(Debug)]
+struct Writer {
+    conn: Connection,
+    revision: i64,
+    compacted: i64,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database at `path` with default [`Options`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, Options::default()).await
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    pub async fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let location = path.display().to_string();
+        on_blocking_pool(&location, move || Self::open_blocking(path, options)).await
+    }
+
+    /// [`open_with`](Self::open_with) for callers outside async code: it blocks the
+    /// calling thread while it opens the file, so never call it on a tokio worker.
+    pub fn open_blocking(path: impl AsRef<Path>, options: Options) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let location = path.display().to_string();
+        let options = options.normalized();
+        prepare_file(&path, &location)?;
+        let mut writer = connect(&path, &location)?;
+        let (revision, compacted) = init_schema(&mut writer, &location)?;
+        let reader = connect(&path, &location)?;
+        reader
+            .execute_batch("PRAGMA query_only = ON;")
+            .map_err(|e| Error::storage(&location, "open the database (read connection)", e))?;
+        let inner = Arc::new(Inner {
+            path,
+            location,
+            writer: Mutex::new(Writer {
+                conn: writer,
+                revision,
+                compacted,
+            }),
+            reader: Mutex::new(reader),
+            revision: AtomicI64::new(revision),
+            changes: broadcast::channel(options.watch_buffer).0,
+            options,
+        });
+        let sweeper = inner.options.sweep_interval.and_then(|interval| {
+            sweeper::spawn(Arc::downgrade(&inner), interval, Inner::sweep).map(Arc::new)
+        });
+        tracing::debug!(path = %inner.location, revision, "opened the SQLite backend");
+        Ok(Self {
+            inner,
+            _sweeper: sweeper,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the blocking pool.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> BackendFuture<'static, T> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let location = inner.location.clone();
+            on_blocking_pool(&location, move || f(&inner)).await
+        })
+    }
+}
+
+/// Runs `f` on tokio's blocking pool, or inline outside a tokio runtime.
+async fn on_blocking_pool<T: Send + 'static>(
+    location: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::storage(location, "run a blocking database task", e)))
+}
+
+/// Creates missing parent directories (0700) and the file (0600).
+fn prepare_file(path: &Path, location: &str) -> Result<()> {
+    let mut dirs = std::fs::DirBuilder::new();
+    dirs.recursive(true);
+    let mut file = OpenOptions::new();
+    file.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        dirs.mode(0o700);
+        file.mode(0o600);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        dirs.create(dir)
+            .map_err(|e| Error::storage(dir.display().to_string(), "create the directory", e))?;
+    }
+    let file = file
+        .open(path)
+        .map_err(|e| Error::storage(location, "create the database file", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = file.metadata()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = location,
+                mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+                "the database file is readable by other users; it holds secrets (chmod 600)"
+            );
+        }
+    }
+    drop(file);
+    Ok(())
+}
+
+/// Opens a connection with WAL, `synchronous=FULL` and a busy timeout.
+fn connect(path: &Path, location: &str) -> Result<Connection> {
+    let op = "open the database";
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::storage(location, op, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| Error::storage(location, op, e))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| Error::storage(location, op, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::storage(
+            location,
+            op,
+            format!("cannot switch to WAL journal mode (it stays {mode:?})"),
+        ));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL;")
+        .map_err(|e| Error::storage(location, op, e))?;
+    // Durability rests on this setting: check it took.
+    let synchronous: i64 = conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .map_err(|e| Error::storage(location, op, e))?;
+    if synchronous != 2 {
+        return Err(Error::storage(
+            location,
+            op,
+            format!("cannot set synchronous=FULL (it stays {synchronous})"),
+        ));
+    }
+    Ok(conn)
+}
+
+/// Creates the schema in a new database or checks an existing one's; returns the
+/// newest and the compacted revision.
+fn init_schema(conn: &mut Connection, location: &str) -> Result<(i64, i64)> {
+    let op = "open the database (check its schema)";
+    let err = |e: rusqlite::Error| Error::storage(location, op, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let app_id: i64 = tx
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if app_id == 0 && version == 0 {
+        let objects: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(err)?;
+        if objects > 0 {
+            return Err(Error::storage(
+                location,
+                op,
+                format!(
+                    "not a tp backend database: it holds {objects} other schema objects and \
+                     no tp application id"
+                ),
+            ));
+        }
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(err)?;
+    } else if app_id != APPLICATION_ID {
+        return Err(Error::storage(
+            location,
+            op,
+            format!(
+                "not a tp backend database: application_id is {app_id:#x}, expected \
+                 {APPLICATION_ID:#x}"
+            ),
+        ));
+    } else if version != SCHEMA_VERSION {
+        return Err(Error::storage(
+            location,
+            op,
+            format!(
+                "schema version {version} is not supported (this build reads version \
+                 {SCHEMA_VERSION})"
+            ),
+        ));
+    }
+    let meta = |name: &str| -> Result<i64> {
+        tx.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .map_err(err)
+    };
+    let (revision, compacted) = (meta("revision")?, meta("compacted")?);
+    tx.commit().map_err(err)?;
+    Ok((revision, compacted))
+}
+
+/// The clock's time in nanoseconds since the epoch, clamped to what is storable.
+fn now_nanos(clock: &dyn Clock) -> i64 {
+    match clock.now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// A write in progress: allocates revisions and records events.
+struct WriteTx<'a> {
+    tx: Transaction<'a>,
+    location: &'a str,
+    now: i64,
+    revision: i64,
+    events: Vec<Event>,
+}
+
+impl WriteTx<'_> {
+    fn err(&self, op: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> Error {
+        let location = self.location.to_string();
+        let op = op();
+        move |e| Error::storage(location, op, e)
+    }
+
+    /// The revision of the live item at `key`.
+    fn live_revision(&self, key: &[u8]) -> Result<Option<i64>> {
+        self.tx
+            .prepare_cached(
+                "SELECT revision FROM items WHERE key = ?1 AND (expires IS NULL OR expires > ?2)",
+            )
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params![key, self.now], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.err(|| format!("read {}", KeyDisplay(key))))
+    }
+
+    fn put(&mut self, key: &[u8], value: Vec<u8>, expires: Option<i64>) -> Result<i64> {
+        let revision = self.revision + 1;
+        let err = self.err(|| format!("write {}", KeyDisplay(key)));
+        (|| {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO items (key, value, revision, expires) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                         revision = excluded.revision, expires = excluded.expires",
+                )?
+                .execute(rusqlite::params![key, value, revision, expires])?;
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO events (revision, kind, key, value, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(rusqlite::params![revision, KIND_PUT, key, value, expires])?;
+            Ok(())
+        })()
+        .map_err(err)?;
+        self.revision = revision;
+        self.events.push(Event::Put(Item {
+            key: key.to_vec(),
+            value,
+            revision,
+            expires: expires.map(from_nanos),
+        }));
+        Ok(revision)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<i64> {
+        let revision = self.revision + 1;
+        let err = self.err(|| format!("delete {}", KeyDisplay(key)));
+        (|| {
+            self.tx
+                .prepare_cached("DELETE FROM items WHERE key = ?1")?
+                .execute([key])?;
+            self.tx
+                .prepare_cached("INSERT INTO events (revision, kind, key) VALUES (?1, ?2, ?3)")?
+                .execute(rusqlite::params![revision, KIND_DELETE, key])?;
+            Ok(())
+        })()
+        .map_err(err)?;
+        self.revision = revision;
+        self.events.push(Event::Delete {
+            key: key.to_vec(),
+            revision,
+        });
+        Ok(revision)
+    }
+
+    /// Every stored key (expired or not) matching `sql`, which selects `key` with
+    /// parameters `params`, in key order.
+    fn keys(&self, sql: &str, params: impl rusqlite::Params, op: &str) -> Result<Vec<Vec<u8>>> {
+        self.tx
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_map(params, |r| r.get::<_, Vec<u8>>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.err(|| op.to_string()))
+    }
+}
+
+impl Inner {
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        self.writer
+            .lock()
+            .map_err(|_| Error::storage(&self.location, "lock", "the writer lock is poisoned"))
+    }
+
+    fn lock_reader(&self) -> Result<MutexGuard<'_, Connection>> {
+        self.reader
+            .lock()
+            .map_err(|_| Error::storage(&self.location, "lock", "the reader lock is poisoned"))
+    }
+
+    fn now(&self) -> i64 {
+        now_nanos(&*self.options.clock)
+    }
+
+    /// Runs `f` in one transaction; commits its events, prunes history and announces
+    /// the events in order.
+    fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        let now = self.now();
+        let mut guard = self.lock_writer()?;
+        let w = &mut *guard;
+        let (base, compacted) = (w.revision, w.compacted);
+        let err = |op: &'static str| move |e| Error::storage(&self.location, op, e);
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("begin a write"))?;
+        let mut wtx = WriteTx {
+            tx,
+            location: &self.location,
+            now,
+            revision: base,
+            events: Vec::new(),
+        };
+        let out = f(&mut wtx)?;
+        let WriteTx {
+            tx,
+            revision,
+            events,
+            ..
+        } = wtx;
+        if events.is_empty() {
+            // Nothing changed: the transaction rolls back when dropped.
+            return Ok(out);
+        }
+        let limit = i64::try_from(self.options.history_limit).unwrap_or(i64::MAX);
+        let floor = revision.saturating_sub(limit);
+        let new_compacted = compacted.max(floor);
+        (|| {
+            let mut meta = tx.prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")?;
+            meta.execute(rusqlite::params!["revision", revision])?;
+            if new_compacted > compacted {
+                tx.prepare_cached("DELETE FROM events WHERE revision <= ?1")?
+                    .execute([new_compacted])?;
+                meta.execute(rusqlite::params!["compacted", new_compacted])?;
+            }
+            Ok(())
+        })()
+        .map_err(err("record the revision"))?;
+        tx.commit().map_err(err("commit a write"))?;
+        w.revision = revision;
+        w.compacted = new_compacted;
+        self.revision.store(revision, Ordering::Release);
+        for event in events {
+            // No receivers is fine: nobody watches.
+            let _ = self.changes.send(event);
+        }
+        Ok(out)
+    }
+
+    fn write_one(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+        cond: Cond,
+    ) -> Result<i64> {
+        let expires = check_write(key, expires)?;
+        self.write(|tx| {
+            check_cond(key, tx.live_revision(key)?, cond)?;
+            tx.put(key, value, expires)
+        })
+    }
+
+    fn delete_one(&self, key: &[u8], cond: Cond) -> Result<i64> {
+        check_key(key)?;
+        self.write(|tx| {
+            check_cond(key, tx.live_revision(key)?, cond)?;
+            tx.delete(key)
+        })
+    }
+
+    fn delete_range(&self, prefix: &[u8]) -> Result<u64> {
+        let op = format!("list keys under {}", KeyDisplay(prefix));
+        self.write(|tx| {
+            let keys = match prefix_end(prefix) {
+                Some(end) => tx.keys(
+                    "SELECT key FROM items WHERE key >= ?1 AND key < ?2 ORDER BY key",
+                    rusqlite::params![prefix, end],
+                    &op,
+                )?,
+                None => tx.keys(
+                    "SELECT key FROM items WHERE key >= ?1 ORDER BY key",
+                    [prefix],
+                    &op,
+                )?,
+            };
+            for key in &keys {
+                tx.delete(key)?;
+            }
+            Ok(keys.len() as u64)
+        })
+    }
+
+    fn sweep(&self) -> Result<u64> {
+        self.write(|tx| {
+            let keys = tx.keys(
+                "SELECT key FROM items WHERE expires IS NOT NULL AND expires <= ?1 ORDER BY key",
+                [tx.now],
+                "list expired keys",
+            )?;
+            for key in &keys {
+                tx.delete(key)?;
+            }
+            Ok(keys.len() as u64)
+        })
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Item> {
+        check_key(key)?;
+        let now = self.now();
+        let conn = self.lock_reader()?;
+        conn.prepare_cached(
+            "SELECT value, revision, expires FROM items
+             WHERE key = ?1 AND (expires IS NULL OR expires > ?2)",
+        )
+        .and_then(|mut s| {
+            s.query_row(rusqlite::params![key, now], |r| {
+                Ok(Item {
+                    key: key.to_vec(),
+                    value: r.get(0)?,
+                    revision: r.get(1)?,
+                    expires: r.get::<_, Option<i64>>(2)?.map(from_nanos),
+                })
+            })
+            .optional()
+        })
+        .map_err(|e| Error::storage(&self.location, format!("read {}", KeyDisplay(key)), e))?
+        .ok_or_else(|| Error::NotFound { key: key.to_vec() })
+    }
+
+    fn range(&self, prefix: &[u8], start_after: Option<&[u8]>, limit: usize) -> Result<Page> {
+        check_limit(limit)?;
+        let now = self.now();
+        let (lower_op, lower) = match start_after {
+            Some(after) if after >= prefix => (">", after),
+            _ => (">=", prefix),
+        };
+        let end = prefix_end(prefix);
+        let upper = if end.is_some() { "AND key < ?4" } else { "" };
+        let sql = format!(
+            "SELECT key, value, revision, expires FROM items
+             WHERE key {lower_op} ?1 {upper} AND (expires IS NULL OR expires > ?2)
+             ORDER BY key LIMIT ?3"
+        );
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let conn = self.lock_reader()?;
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(Item {
+                key: r.get(0)?,
+                value: r.get(1)?,
+                revision: r.get(2)?,
+                expires: r.get::<_, Option<i64>>(3)?.map(from_nanos),
+            })
+        };
+        let mut items = conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| match &end {
+                Some(end) => s
+                    .query_map(rusqlite::params![lower, now, fetch, end], row)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
+                None => s
+                    .query_map(rusqlite::params![lower, now, fetch], row)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
+            })
+            .map_err(|e| {
+                Error::storage(
+                    &self.location,
+                    format!("list keys under {}", KeyDisplay(prefix)),
+                    e,
+                )
+            })?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| i.key.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Subscribes to live events; returns the receiver, the start revision and the
+    /// newest revision at the moment of subscribing.
+    fn subscribe(&self, from: Option<i64>) -> Result<(broadcast::Receiver<Event>, i64, i64)> {
+        check_from(from)?;
+        // Under the writer lock, so the receiver gets exactly the events after `newest`.
+        let w = self.lock_writer()?;
+        let rx = self.changes.subscribe();
+        let start = from.unwrap_or(w.revision);
+        if start < w.compacted {
+            return Err(Error::Compacted {
+                requested: start,
+                compacted: w.compacted,
+            });
+        }
+        Ok((rx, start, w.revision))
+    }
+
+    /// Up to [`HISTORY_PAGE`] events after `after`, up to `until`.
+    fn history_page(&self, after: i64, until: i64) -> Result<Vec<Event>> {
+        let conn = self.lock_reader()?;
+        let rows = conn
+            .prepare_cached(
+                "SELECT revision, kind, key, value, expires FROM events
+                 WHERE revision > ?1 AND revision <= ?2 ORDER BY revision LIMIT ?3",
+            )
+            .and_then(|mut s| {
+                s.query_map(rusqlite::params![after, until, HISTORY_PAGE], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, Option<Vec<u8>>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| Error::storage(&self.location, "read the event history", e))?;
+        // Pruning removes the oldest events; a gap at the start means it overtook us.
+        let first = rows.first().map_or(until + 1, |r| r.0);
+        if first != after + 1 {
+            return Err(Error::Compacted {
+                requested: after,
+                compacted: first - 1,
+            });
+        }
+        rows.into_iter()
+            .map(|(revision, kind, key, value, expires)| match kind {
+                KIND_PUT => Ok(Event::Put(Item {
+                    key,
+                    value: value.unwrap_or_default(),
+                    revision,
+                    expires: expires.map(from_nanos),
+                })),
+                KIND_DELETE => Ok(Event::Delete { key, revision }),
+                other => Err(Error::storage(
+                    &self.location,
+                    "read the event history",
+                    format!("event {revision} has unknown kind {other}"),
+                )),
+            })
+            .collect()
+    }
+}
+
+/// Where a history replay stands.
+enum Replay {
+    Reading {
+        inner: Arc<Inner>,
+        after: i64,
+        until: i64,
+    },
+    Done,
+}
+
+/// The retained events in `(after, until]`, read a page at a time on the blocking pool.
+fn replay(
+    inner: Arc<Inner>,
+    after: i64,
+    until: i64,
+) -> impl futures_util::Stream<Item = Result<Event>> + Send + 'static {
+    stream::unfold(
+        Replay::Reading {
+            inner,
+            after,
+            until,
+        },
+        |state| async move {
+            let Replay::Reading {
+                inner,
+                after,
+                until,
+            } = state
+            else {
+                return None;
+            };
+            if after >= until {
+                return None;
+            }
+            let location = inner.location.clone();
+            let reader = Arc::clone(&inner);
+            let page = on_blocking_pool(&location, move || reader.history_page(after, until)).await;
+            match page {
+                Ok(events) => {
+                    let after = events.last().map_or(until, Event::revision);
+                    let next = Replay::Reading {
+                        inner,
+                        after,
+                        until,
+                    };
+                    Some((stream::iter(events.into_iter().map(Ok)).left_stream(), next))
+                }
+                Err(e) => Some((stream::once(ready(Err(e))).right_stream(), Replay::Done)),
+            }
+        },
+    )
+    .flatten()
+}
+
+impl Backend for SqliteBackend {
+    fn get(&self, key: &[u8]) -> BackendFuture<'_, Item> {
+        let key = key.to_vec();
+        self.run(move |i| i.get(&key))
+    }
+
+    fn range(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> BackendFuture<'_, Page> {
+        let prefix = prefix.to_vec();
+        let start_after = start_after.map(<[u8]>::to_vec);
+        self.run(move |i| i.range(&prefix, start_after.as_deref(), limit))
+    }
+
+    fn create(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64> {
+        let key = key.to_vec();
+        self.run(move |i| i.write_one(&key, value, expires, Cond::Absent))
+    }
+
+    fn put(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64> {
+        let key = key.to_vec();
+        self.run(move |i| i.write_one(&key, value, expires, Cond::Any))
+    }
+
+    fn update(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64> {
+        let key = key.to_vec();
+        self.run(move |i| i.write_one(&key, value, expires, Cond::Present))
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected_revision: i64,
+        value: Vec<u8>,
+        expires: Option<SystemTime>,
+    ) -> BackendFuture<'_, i64> {
+        let key = key.to_vec();
+        let cond = Cond::Revision(expected_revision);
+        self.run(move |i| i.write_one(&key, value, expires, cond))
+    }
+
+    fn delete(&self, key: &[u8]) -> BackendFuture<'_, i64> {
+        let key = key.to_vec();
+        self.run(move |i| i.delete_one(&key, Cond::Present))
+    }
+
+    fn compare_and_delete(&self, key: &[u8], expected_revision: i64) -> BackendFuture<'_, i64> {
+        let key = key.to_vec();
+        let cond = Cond::Revision(expected_revision);
+        self.run(move |i| i.delete_one(&key, cond))
+    }
+
+    fn delete_range(&self, prefix: &[u8]) -> BackendFuture<'_, u64> {
+        let prefix = prefix.to_vec();
+        self.run(move |i| i.delete_range(&prefix))
+    }
+
+    fn current_revision(&self) -> BackendFuture<'_, i64> {
+        Box::pin(ready(Ok(self.inner.revision.load(Ordering::Acquire))))
+    }
+
+    fn sweep_expired(&self) -> BackendFuture<'_, u64> {
+        self.run(Inner::sweep)
+    }
+
+    fn watch(&self, from: Option<i64>) -> BackendFuture<'_, Watcher> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let location = inner.location.clone();
+            let subscriber = Arc::clone(&inner);
+            let (rx, start, newest) =
+                on_blocking_pool(&location, move || subscriber.subscribe(from)).await?;
+            let buffer = inner.options.watch_buffer;
+            let stream = replay(inner, start, newest).chain(live(rx, start.max(newest), buffer));
+            Ok(Watcher::new(start, stream.boxed()))
+        })
+    }
+}
