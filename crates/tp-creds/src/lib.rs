@@ -8,5 +8,38 @@
 //! **Never depends on:** the network, tonic or prost, or any tp server crate. A program
 //! that only wants to read a profile pulls this crate and nothing else of tp.
 //!
-//! The loaders, writers and certificate identity codecs are being built under the
-//! tp-creds issue; this crate currently only fixes its place in the workspace.
+//! Every loader implements [`Credentials`]; [`Credentials::load_valid`] fails early, with
+//! the source and the times, when a certificate has expired or is not yet valid.
+//!
+//! ```
+//! use tp_creds::{Credentials, IdentityFile};
+//!
+//! let creds = IdentityFile::from_path("/nonexistent/identity");
+//! // Loaders are lazy: nothing is read until the material is needed.
+//! let err = creds.load().unwrap_err();
+//! assert!(err.to_string().starts_with("cannot read /nonexistent/identity"));
+//! ```
+
+pub mod cert;
+mod error;
+pub mod identity;
+pub mod identity_file;
+pub mod key;
+mod keypair;
+pub mod material;
+pub mod pem;
+pub mod profile;
+mod reloading;
+pub mod sign;
+pub mod sshcert;
+pub mod write;
+
+pub use error::Error;
+pub use identity::TlsIdentity;
+pub use identity_file::{Format, IdentityBundle, IdentityFile};
+pub use key::{KeyAlgorithm, PrivateKey};
+pub use keypair::{KeyPair, Tls};
+pub use material::{Credentials, Material, SshMaterial};
+pub use profile::{Profile, ProfileConfig, write_profile};
+pub use reloading::ReloadingIdentityFile;
+pub use sshcert::SshIdentity;

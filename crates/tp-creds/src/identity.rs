@@ -1,0 +1,326 @@
+//! The identity Teleport encodes in an X.509 certificate's subject (wire-client spec §4.1
+//! for users, §4.3 for hosts), both directions.
+//!
+//! Standard attributes carry the core: CN = user name (hosts: `<host id>.<cluster>`),
+//! O = roles (hosts: the system role), OU = usage restrictions, L = logins, STREET =
+//! route-to-cluster, postalCode = traits as JSON. Teleport's own `1.3.9999.x` attributes
+//! are further subject attributes (not extensions); [`oids`] names every one, the
+//! commonest have fields here and the rest are kept, in order, in
+//! [`TlsIdentity::attributes`] so decoding and re-encoding loses nothing.
+//!
+//! Encoding follows Go's `crypto/x509/pkix`: attributes in the order L, STREET,
+//! postalCode, O, OU, CN, then the extra attributes; all values of one standard type in
+//! one RDN (a DER `SET OF`, sorted); each extra attribute in its own RDN; a value is a
+//! PrintableString when it can be and a UTF8String otherwise.
+
+use std::collections::BTreeMap;
+
+use x509_parser::x509::X509Name;
+use yasna::models::ObjectIdentifier;
+
+use crate::Error;
+
+/// Teleport's subject attribute OIDs (`1.3.9999.x`), with the names tp uses for them.
+pub mod oids {
+    /// Kubernetes users (multi).
+    pub const KUBE_USERS: &str = "1.3.9999.1.1";
+    /// Kubernetes groups (multi).
+    pub const KUBE_GROUPS: &str = "1.3.9999.1.2";
+    /// Target Kubernetes cluster.
+    pub const KUBE_CLUSTER: &str = "1.3.9999.1.3";
+    /// App session ID.
+    pub const APP_SESSION_ID: &str = "1.3.9999.1.4";
+    /// App cluster name.
+    pub const APP_CLUSTER_NAME: &str = "1.3.9999.1.5";
+    /// App public address.
+    pub const APP_PUBLIC_ADDR: &str = "1.3.9999.1.6";
+    /// The Teleport cluster that issued the certificate.
+    pub const TELEPORT_CLUSTER: &str = "1.3.9999.1.7";
+    /// MFA-verified device UUID.
+    pub const MFA_VERIFIED: &str = "1.3.9999.1.8";
+    /// Login IP.
+    pub const LOGIN_IP: &str = "1.3.9999.1.9";
+    /// App name.
+    pub const APP_NAME: &str = "1.3.9999.1.10";
+    /// App AWS role ARN.
+    pub const APP_AWS_ROLE_ARN: &str = "1.3.9999.1.11";
+    /// Allowed AWS role ARNs (multi).
+    pub const AWS_ROLE_ARNS: &str = "1.3.9999.1.12";
+    /// Renewable (`true`).
+    pub const RENEWABLE: &str = "1.3.9999.1.13";
+    /// Generation (decimal).
+    pub const GENERATION: &str = "1.3.9999.1.14";
+    /// Private key policy.
+    pub const PRIVATE_KEY_POLICY: &str = "1.3.9999.1.15";
+    /// User type (`local` or `sso`).
+    pub const USER_TYPE: &str = "1.3.9999.1.20";
+    /// Impersonator user name.
+    pub const IMPERSONATOR: &str = "1.3.9999.2.7";
+    /// Active access request IDs (multi).
+    pub const ACTIVE_REQUESTS: &str = "1.3.9999.2.8";
+    /// Disallow reissue (`true`).
+    pub const DISALLOW_REISSUE: &str = "1.3.9999.2.9";
+    /// System roles of a multi-role ("Instance") host certificate (multi).
+    pub const SYSTEM_ROLES: &str = "1.3.9999.2.11";
+    /// Previous identity expiry (RFC 3339).
+    pub const PREVIOUS_IDENTITY_EXPIRES: &str = "1.3.9999.2.12";
+    /// Pinned IP.
+    pub const PINNED_IP: &str = "1.3.9999.2.15";
+    /// Bot name.
+    pub const BOT_NAME: &str = "1.3.9999.2.18";
+    /// Bot instance ID.
+    pub const BOT_INSTANCE_ID: &str = "1.3.9999.2.20";
+    /// Trusted device ID.
+    pub const DEVICE_ID: &str = "1.3.9999.3.1";
+}
+
+const OID_CN: &str = "2.5.4.3";
+const OID_O: &str = "2.5.4.10";
+const OID_OU: &str = "2.5.4.11";
+const OID_L: &str = "2.5.4.7";
+const OID_STREET: &str = "2.5.4.9";
+const OID_POSTAL_CODE: &str = "2.5.4.17";
+
+/// A Teleport identity as an X.509 subject carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsIdentity {
+    /// CN: the user name, or `<host id>.<cluster>` for a host.
+    pub username: String,
+    /// O: role names (users) or the system role (hosts).
+    pub groups: Vec<String>,
+    /// OU: usage restrictions such as `usage:kube`; empty means full API access.
+    pub usage: Vec<String>,
+    /// L: allowed logins (SSH principals).
+    pub principals: Vec<String>,
+    /// STREET: the cluster to route requests to (may be empty).
+    pub route_to_cluster: String,
+    /// postalCode: traits (JSON; Teleport writes `null` for none).
+    pub traits: BTreeMap<String, Vec<String>>,
+    /// `1.3.9999.1.7`: the cluster that issued the certificate.
+    pub teleport_cluster: String,
+    /// Every other `1.3.9999.x` (or unknown) attribute, as (OID, value) in subject order;
+    /// multi-valued attributes repeat the OID.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl TlsIdentity {
+    /// A user identity with `roles`, issued by and routed to `cluster`.
+    pub fn user(
+        username: impl Into<String>,
+        roles: Vec<String>,
+        cluster: impl Into<String>,
+    ) -> Self {
+        let cluster = cluster.into();
+        Self {
+            username: username.into(),
+            groups: roles,
+            route_to_cluster: cluster.clone(),
+            teleport_cluster: cluster,
+            ..Self::default()
+        }
+    }
+
+    /// A host identity: CN `<host_id>.<cluster>`, O = `system_role` (e.g. `Proxy`).
+    pub fn host(host_id: &str, cluster: &str, system_role: &str) -> Self {
+        Self {
+            username: format!("{host_id}.{cluster}"),
+            groups: vec![system_role.to_string()],
+            teleport_cluster: cluster.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// The values of an extra attribute.
+    pub fn attribute(&self, oid: &str) -> impl Iterator<Item = &str> {
+        self.attributes
+            .iter()
+            .filter(move |(o, _)| o == oid)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The traits as Teleport writes them: a JSON object, or `null` when there are none.
+    pub fn traits_json(&self) -> String {
+        if self.traits.is_empty() {
+            "null".to_string()
+        } else {
+            serde_json::to_string(&self.traits).unwrap_or_else(|_| "null".to_string())
+        }
+    }
+
+    /// The DER `Name` (RDNSequence) for a certificate's subject.
+    pub fn subject_der(&self) -> Result<Vec<u8>, Error> {
+        let traits = self.traits_json();
+        let mut rdns: Vec<(String, Vec<&str>)> = vec![
+            (
+                OID_L.into(),
+                self.principals.iter().map(String::as_str).collect(),
+            ),
+            (OID_STREET.into(), vec![self.route_to_cluster.as_str()]),
+            (OID_POSTAL_CODE.into(), vec![traits.as_str()]),
+            (
+                OID_O.into(),
+                self.groups.iter().map(String::as_str).collect(),
+            ),
+            (
+                OID_OU.into(),
+                self.usage.iter().map(String::as_str).collect(),
+            ),
+            (OID_CN.into(), vec![self.username.as_str()]),
+        ];
+        if !self.teleport_cluster.is_empty() {
+            rdns.push((
+                oids::TELEPORT_CLUSTER.into(),
+                vec![self.teleport_cluster.as_str()],
+            ));
+        }
+        rdns.retain(|(_, v)| !v.is_empty());
+        let mut extra = Vec::new();
+        for (oid, value) in &self.attributes {
+            extra.push((oid.clone(), vec![value.as_str()]));
+        }
+        let mut all = Vec::new();
+        for (oid, values) in rdns.into_iter().chain(extra) {
+            let oid = parse_oid(&oid)?;
+            // DER SET OF: the encoded elements in ascending byte order.
+            let mut atvs: Vec<Vec<u8>> = values
+                .iter()
+                .map(|v| {
+                    yasna::construct_der(|w| {
+                        w.write_sequence(|w| {
+                            w.next().write_oid(&oid);
+                            if is_printable(v) {
+                                w.next().write_printable_string(v);
+                            } else {
+                                w.next().write_utf8_string(v);
+                            }
+                        })
+                    })
+                })
+                .collect();
+            atvs.sort();
+            all.push(atvs);
+        }
+        Ok(yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                for atvs in &all {
+                    w.next().write_set(|w| {
+                        for atv in atvs {
+                            w.next().write_der(atv);
+                        }
+                    });
+                }
+            })
+        }))
+    }
+
+    /// Decodes the identity in a parsed subject. `origin` names the certificate in errors.
+    pub fn from_name(name: &X509Name<'_>, origin: &str) -> Result<Self, Error> {
+        let mut id = Self::default();
+        for rdn in name.iter() {
+            for attr in rdn.iter() {
+                let oid = attr.attr_type().to_id_string();
+                let value = attr
+                    .as_str()
+                    .map_err(|_| {
+                        Error::invalid(origin, format!("subject attribute {oid} is not a string"))
+                    })?
+                    .to_string();
+                match oid.as_str() {
+                    OID_CN => id.username = value,
+                    OID_O => id.groups.push(value),
+                    OID_OU => id.usage.push(value),
+                    OID_L => id.principals.push(value),
+                    OID_STREET => id.route_to_cluster = value,
+                    OID_POSTAL_CODE => {
+                        if !value.is_empty() && value != "null" {
+                            id.traits = serde_json::from_str(&value).map_err(|e| {
+                                Error::invalid(origin, format!("traits (subject postalCode) are not a JSON map of lists: {e}"))
+                            })?;
+                        }
+                    }
+                    oids::TELEPORT_CLUSTER => id.teleport_cluster = value,
+                    _ if oid.starts_with("2.5.4.") => {} // C, ST, ... : not part of Teleport's identity
+                    _ => id.attributes.push((oid, value)),
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    /// Decodes the identity in a DER certificate.
+    pub fn from_certificate_der(der: &[u8], origin: &str) -> Result<Self, Error> {
+        let cert = crate::cert::parse_x509(der, origin)?;
+        Self::from_name(cert.subject(), origin)
+    }
+}
+
+fn parse_oid(text: &str) -> Result<ObjectIdentifier, Error> {
+    let parts: Result<Vec<u64>, _> = text.split('.').map(str::parse).collect();
+    match parts {
+        Ok(p) if p.len() >= 2 => Ok(ObjectIdentifier::from_slice(&p)),
+        _ => Err(Error::invalid(
+            "identity",
+            format!("attribute type {text:?} is not a dotted OID"),
+        )),
+    }
+}
+
+/// Go's `asn1` PrintableString alphabet (without `*` and `&`).
+fn is_printable(s: &str) -> bool {
+    s.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b' ' | b'\'' | b'(' | b')' | b'+' | b',' | b'-' | b'.' | b'/' | b':' | b'=' | b'?'
+            )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::FromDer as _;
+
+    #[test]
+    fn subject_round_trips_with_every_part() {
+        let mut id = TlsIdentity::user(
+            "alice",
+            vec!["editor".into(), "access".into()],
+            "example.com",
+        );
+        id.principals = vec!["root".into(), "alice".into()];
+        id.usage = vec!["usage:kube".into()];
+        id.traits.insert("logins".into(), vec!["ålice".into()]);
+        id.attributes.push((oids::KUBE_GROUPS.into(), "g1".into()));
+        id.attributes.push((oids::KUBE_GROUPS.into(), "g2".into()));
+        id.attributes.push((oids::RENEWABLE.into(), "true".into()));
+        let der = id.subject_der().unwrap();
+        let (_, name) = X509Name::from_der(&der).unwrap();
+        let back = TlsIdentity::from_name(&name, "t").unwrap();
+        // Within one RDN values are in DER SET OF order (by encoding, so shorter first):
+        // compare multi-valued fields as sets.
+        let norm = |mut i: TlsIdentity| {
+            i.groups.sort();
+            i.principals.sort();
+            i
+        };
+        assert_eq!(norm(back.clone()), norm(id));
+        assert_eq!(
+            back.attribute(oids::KUBE_GROUPS).collect::<Vec<_>>(),
+            ["g1", "g2"]
+        );
+    }
+
+    #[test]
+    fn no_traits_encode_as_null() {
+        let id = TlsIdentity::host("abc", "example.com", "Proxy");
+        assert_eq!(id.traits_json(), "null");
+        let der = id.subject_der().unwrap();
+        let (_, name) = X509Name::from_der(&der).unwrap();
+        let back = TlsIdentity::from_name(&name, "t").unwrap();
+        assert_eq!(back.username, "abc.example.com");
+        assert_eq!(back.groups, ["Proxy"]);
+        assert!(back.traits.is_empty());
+    }
+}

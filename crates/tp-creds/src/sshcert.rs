@@ -1,0 +1,225 @@
+//! The identity Teleport encodes in an OpenSSH user certificate (wire-client spec §4.2):
+//! key ID = user name, principals = logins plus `-teleport-internal-join`, and the
+//! extensions `teleport-roles` (`{"roles":[...]}`), `teleport-traits` (JSON map),
+//! `teleport-route-to-cluster` and the permit flags.
+
+use std::collections::BTreeMap;
+
+use ssh_key::certificate::{Builder, CertType};
+
+use crate::Error;
+
+/// The principal Teleport appends to every user certificate (stable across renewals).
+pub const INTERNAL_JOIN_PRINCIPAL: &str = "-teleport-internal-join";
+
+/// A Teleport identity as an SSH user certificate carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SshIdentity {
+    /// Key ID: the user name.
+    pub username: String,
+    /// Logins (principals without `-teleport-internal-join`).
+    pub logins: Vec<String>,
+    /// `teleport-roles`.
+    pub roles: Vec<String>,
+    /// `teleport-traits`.
+    pub traits: BTreeMap<String, Vec<String>>,
+    /// `teleport-route-to-cluster`.
+    pub route_to_cluster: String,
+    /// Every extension, including the ones above and the `permit-*` flags (empty value).
+    pub extensions: BTreeMap<String, String>,
+    /// Critical options (`source-address` when IP pinning is on).
+    pub critical_options: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Roles {
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl SshIdentity {
+    /// A user identity with `roles`, routed to `cluster`.
+    pub fn user(
+        username: impl Into<String>,
+        roles: Vec<String>,
+        cluster: impl Into<String>,
+    ) -> Self {
+        Self {
+            username: username.into(),
+            roles,
+            route_to_cluster: cluster.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Decodes the identity of a user certificate. `origin` names it in errors.
+    pub fn from_certificate(cert: &ssh_key::Certificate, origin: &str) -> Result<Self, Error> {
+        if cert.cert_type() != CertType::User {
+            return Err(Error::invalid(
+                origin,
+                "SSH certificate is a host certificate; expected a user certificate",
+            ));
+        }
+        let extensions: BTreeMap<String, String> = cert
+            .extensions()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let roles = match extensions.get("teleport-roles") {
+            Some(json) => {
+                serde_json::from_str::<Roles>(json)
+                    .map_err(|e| {
+                        Error::invalid(
+                            origin,
+                            format!("SSH extension teleport-roles is not {{\"roles\":[...]}}: {e}"),
+                        )
+                    })?
+                    .roles
+            }
+            None => vec![],
+        };
+        let traits = match extensions.get("teleport-traits").map(String::as_str) {
+            Some("" | "null") | None => BTreeMap::new(),
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                Error::invalid(
+                    origin,
+                    format!("SSH extension teleport-traits is not a JSON map of lists: {e}"),
+                )
+            })?,
+        };
+        Ok(Self {
+            username: cert.key_id().to_string(),
+            logins: cert
+                .valid_principals()
+                .iter()
+                .filter(|p| *p != INTERNAL_JOIN_PRINCIPAL)
+                .cloned()
+                .collect(),
+            roles,
+            traits,
+            route_to_cluster: extensions
+                .get("teleport-route-to-cluster")
+                .cloned()
+                .unwrap_or_default(),
+            critical_options: cert
+                .critical_options()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            extensions,
+        })
+    }
+
+    /// The extensions this identity writes: the Teleport ones from the fields, `permit-pty`,
+    /// and any others in [`SshIdentity::extensions`] (fields win).
+    pub fn encoded_extensions(&self) -> BTreeMap<String, String> {
+        let mut ext = self.extensions.clone();
+        ext.entry("permit-pty".into()).or_default();
+        ext.insert(
+            "teleport-roles".into(),
+            serde_json::json!({ "roles": self.roles }).to_string(),
+        );
+        let traits = if self.traits.is_empty() {
+            "null".to_string()
+        } else {
+            serde_json::to_string(&self.traits).unwrap_or_else(|_| "null".into())
+        };
+        ext.insert("teleport-traits".into(), traits);
+        ext.insert(
+            "teleport-route-to-cluster".into(),
+            self.route_to_cluster.clone(),
+        );
+        ext
+    }
+
+    /// Fills a certificate builder: type user, key ID, principals (logins, then
+    /// `-teleport-internal-join`), critical options and extensions.
+    pub fn apply(&self, b: &mut Builder) -> Result<(), Error> {
+        let err = |e: ssh_key::Error| Error::invalid("SSH certificate", e.to_string());
+        b.cert_type(CertType::User).map_err(err)?;
+        b.key_id(self.username.clone()).map_err(err)?;
+        for l in &self.logins {
+            b.valid_principal(l.clone()).map_err(err)?;
+        }
+        b.valid_principal(INTERNAL_JOIN_PRINCIPAL).map_err(err)?;
+        for (k, v) in &self.critical_options {
+            b.critical_option(k.clone(), v.clone()).map_err(err)?;
+        }
+        for (k, v) in self.encoded_extensions() {
+            b.extension(k, v).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Signs a user certificate for `subject` with `ca`, valid from `valid_after` to
+    /// `valid_before` (Unix seconds).
+    pub fn sign(
+        &self,
+        subject: &ssh_key::PublicKey,
+        ca: &ssh_key::PrivateKey,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<ssh_key::Certificate, Error> {
+        let mut nonce = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| Error::invalid("SSH certificate", "the system random source failed"))?;
+        let mut b = Builder::new(
+            nonce.to_vec(),
+            subject.key_data().clone(),
+            valid_after,
+            valid_before,
+        )
+        .map_err(|e| Error::invalid("SSH certificate", e.to_string()))?;
+        self.apply(&mut b)?;
+        b.sign(ca)
+            .map_err(|e| Error::invalid("SSH certificate", format!("signing: {e}")))
+    }
+}
+
+/// The SSH user an SSH client logs in as with `cert`: the first principal, else the key ID
+/// (what Teleport's Go client does).
+pub fn ssh_login_user(cert: &ssh_key::Certificate) -> String {
+    cert.valid_principals()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| cert.key_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{KeyAlgorithm, PrivateKey};
+
+    #[test]
+    fn sign_then_decode_is_the_identity() {
+        let ca = PrivateKey::generate(KeyAlgorithm::Ed25519)
+            .unwrap()
+            .to_ssh()
+            .unwrap();
+        let user = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let mut id = SshIdentity {
+            username: "alice".into(),
+            logins: vec!["alice".into(), "root".into()],
+            roles: vec!["access".into()],
+            route_to_cluster: "example.com".into(),
+            ..Default::default()
+        };
+        id.traits.insert("logins".into(), vec!["alice".into()]);
+        let cert = id
+            .sign(&user.ssh_public_key().unwrap(), &ca, 100, 200)
+            .unwrap();
+        assert_eq!(
+            cert.valid_principals().last().map(String::as_str),
+            Some(INTERNAL_JOIN_PRINCIPAL)
+        );
+        let back = SshIdentity::from_certificate(&cert, "t").unwrap();
+        assert_eq!(back.username, "alice");
+        assert_eq!(back.logins, id.logins);
+        assert_eq!(back.roles, id.roles);
+        assert_eq!(back.traits, id.traits);
+        assert_eq!(back.route_to_cluster, "example.com");
+        assert!(back.extensions.contains_key("permit-pty"));
+        assert_eq!(ssh_login_user(&cert), "alice");
+    }
+}
