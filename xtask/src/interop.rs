@@ -20,6 +20,10 @@ const CASES: &[(&str, &str)] = &[
         "tp-proto encodes the shared fixtures to the same bytes as the reference Go types",
     ),
     (
+        "go_creds",
+        "identity files, profiles and key pairs: tp reads the reference writers' files and the reference loaders read tp's",
+    ),
+    (
         "go_client",
         "the reference Go client (client.New, LoadKeyPair, direct) against a tp Auth server",
     ),

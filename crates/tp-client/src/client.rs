@@ -125,6 +125,86 @@ impl Config {
         self.proxy = proxy;
         self
     }
+
+    /// Adds targets for `addrs` with the material of `creds` (a profile, an identity
+    /// file, a key pair, ...): each address is raced as an Auth server (direct mutual
+    /// TLS, port 3025 by default) and as a proxy's web port (TLS routing, port 443 by
+    /// default). With no addresses, the credential's own proxy address is used (profiles
+    /// name one), as Teleport's client does.
+    ///
+    /// The credential is read now and its certificates checked against the clock: an
+    /// unreadable credential is a [`crate::ErrorKind::BadParameter`] error and an expired or
+    /// not-yet-valid one a [`crate::ErrorKind::CredentialsExpired`] error, both naming the
+    /// source — before any dial.
+    pub fn credentials(
+        mut self,
+        creds: &dyn tp_creds::Credentials,
+        addrs: &[&str],
+    ) -> Result<Self> {
+        let material = creds
+            .load_valid(std::time::SystemTime::now())
+            .map_err(|e| {
+                let kind = match e {
+                    tp_creds::Error::Expired { .. } | tp_creds::Error::NotYetValid { .. } => {
+                        crate::ErrorKind::CredentialsExpired
+                    }
+                    _ => crate::ErrorKind::BadParameter,
+                };
+                Error::with_source(kind, e.to_string(), e)
+            })?;
+        let mut addrs: Vec<String> = addrs.iter().map(|a| (*a).to_string()).collect();
+        if addrs.is_empty() {
+            addrs.extend(material.proxy_addr.clone());
+        }
+        if addrs.is_empty() {
+            return Err(Error::bad_parameter(format!(
+                "no address to connect to: {} names no proxy; pass the Auth server or proxy address",
+                material.origin
+            )));
+        }
+        let cluster = material
+            .identity
+            .as_ref()
+            .map(|i| {
+                if i.route_to_cluster.is_empty() {
+                    i.teleport_cluster.clone()
+                } else {
+                    i.route_to_cluster.clone()
+                }
+            })
+            .unwrap_or_default();
+        for a in addrs {
+            let bad = |e: tp_transport::addr::AddrError| {
+                Error::bad_parameter(format!("address {a:?}: {e}"))
+            };
+            let auth = tp_transport::addr::parse_host_port(
+                &a,
+                tp_transport::addr::PortRule::Default(3025),
+            )
+            .map_err(bad)?;
+            self.targets.push(Target::Direct {
+                addr: auth,
+                tls: material.tls.clone(),
+                server_name: material.server_name.clone(),
+                credential: material.origin.clone(),
+            });
+            if !cluster.is_empty() {
+                let web = tp_transport::addr::parse_host_port(
+                    &a,
+                    tp_transport::addr::PortRule::Default(443),
+                )
+                .map_err(bad)?;
+                self.targets.push(Target::TlsRouting {
+                    web_addr: web,
+                    cluster: cluster.clone(),
+                    tls: material.tls.clone(),
+                    server_name: material.server_name.clone(),
+                    credential: material.origin.clone(),
+                });
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// The interval of HTTP/2 keepalive pings; Teleport servers accept one a minute.

@@ -190,7 +190,12 @@ impl TlsIdentity {
                         w.write_sequence(|w| {
                             w.next().write_oid(&oid);
                             if is_printable(v) {
-                                w.next().write_printable_string(v);
+                                // Tag 19 written directly: yasna's own PrintableString
+                                // writer refuses characters X.680 allows (such as '?').
+                                w.next()
+                                    .write_tagged_implicit(yasna::tags::TAG_PRINTABLESTRING, |w| {
+                                        w.write_bytes(v.as_bytes())
+                                    });
                             } else {
                                 w.next().write_utf8_string(v);
                             }

@@ -208,6 +208,11 @@ fn write_alg(key: &Key, w: yasna::DERWriter<'_>) {
 fn sign_with(key: &Key, t: &Tbs<'_>) -> Result<Vec<u8>, Error> {
     let (nb, na) = (der_time(t.not_before)?, der_time(t.not_after)?);
     let serial = random_serial()?;
+    if let Some(bad) = t.dns.iter().find(|n| !n.is_ascii() || n.is_empty()) {
+        return Err(crypto(&format!(
+            "DNS name {bad:?} is not an ASCII host name"
+        )));
+    }
     let sans: Vec<Vec<u8>> = t
         .dns
         .iter()
