@@ -177,6 +177,93 @@ impl SshIdentity {
     }
 }
 
+/// A Teleport host identity as an SSH host certificate carries it (wire-client spec §4.3):
+/// type host, extensions `x-teleport-role` (the system role) and `x-teleport-authority`
+/// (the cluster), principals naming the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SshHostIdentity {
+    /// The key ID (Teleport uses the host ID).
+    pub key_id: String,
+    /// Principals: host ID, `<host id>.<cluster>`, node name, public addresses.
+    pub principals: Vec<String>,
+    /// `x-teleport-role`: the system role (`Proxy`, `Node`, ...).
+    pub role: String,
+    /// `x-teleport-authority`: the cluster name.
+    pub cluster: String,
+}
+
+impl SshHostIdentity {
+    /// The identity of host `host_id` with `role` in `cluster`; principals are the host
+    /// ID and `<host id>.<cluster>`.
+    pub fn new(host_id: &str, cluster: &str, role: &str) -> Self {
+        Self {
+            key_id: host_id.to_string(),
+            principals: vec![host_id.to_string(), format!("{host_id}.{cluster}")],
+            role: role.to_string(),
+            cluster: cluster.to_string(),
+        }
+    }
+
+    /// Decodes a host certificate; a user certificate or missing Teleport extensions are
+    /// errors naming `origin`.
+    pub fn from_certificate(cert: &ssh_key::Certificate, origin: &str) -> Result<Self, Error> {
+        if cert.cert_type() != CertType::Host {
+            return Err(Error::invalid(
+                origin,
+                "SSH certificate is a user certificate; expected a host certificate",
+            ));
+        }
+        let ext = |name: &str| {
+            cert.extensions().get(name).cloned().ok_or_else(|| {
+                Error::invalid(
+                    origin,
+                    format!("SSH host certificate has no {name} extension"),
+                )
+            })
+        };
+        Ok(Self {
+            key_id: cert.key_id().to_string(),
+            principals: cert.valid_principals().to_vec(),
+            role: ext("x-teleport-role")?,
+            cluster: ext("x-teleport-authority")?,
+        })
+    }
+
+    /// Signs a host certificate for `subject` with the host CA `ca`.
+    pub fn sign(
+        &self,
+        subject: &ssh_key::PublicKey,
+        ca: &ssh_key::PrivateKey,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<ssh_key::Certificate, Error> {
+        let err = |e: ssh_key::Error| Error::invalid("SSH host certificate", e.to_string());
+        let mut nonce = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).map_err(
+            |_| Error::invalid("SSH host certificate", "the system random source failed"),
+        )?;
+        let mut b = Builder::new(
+            nonce.to_vec(),
+            subject.key_data().clone(),
+            valid_after,
+            valid_before,
+        )
+        .map_err(err)?;
+        b.cert_type(CertType::Host).map_err(err)?;
+        b.key_id(self.key_id.clone()).map_err(err)?;
+        for p in &self.principals {
+            b.valid_principal(p.clone()).map_err(err)?;
+        }
+        b.extension("x-teleport-role", self.role.clone())
+            .map_err(err)?;
+        b.extension("x-teleport-authority", self.cluster.clone())
+            .map_err(err)?;
+        b.sign(ca)
+            .map_err(|e| Error::invalid("SSH host certificate", format!("signing: {e}")))
+    }
+}
+
 /// The SSH user an SSH client logs in as with `cert`: the first principal, else the key ID
 /// (what Teleport's Go client does).
 pub fn ssh_login_user(cert: &ssh_key::Certificate) -> String {
@@ -190,6 +277,30 @@ pub fn ssh_login_user(cert: &ssh_key::Certificate) -> String {
 mod tests {
     use super::*;
     use crate::{KeyAlgorithm, PrivateKey};
+
+    #[test]
+    fn host_certificates_carry_role_and_authority() {
+        let ca = PrivateKey::generate(KeyAlgorithm::Ed25519)
+            .unwrap()
+            .to_ssh()
+            .unwrap();
+        let host = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let id = SshHostIdentity::new("abc-123", "example.com", "Proxy");
+        let cert = id
+            .sign(&host.ssh_public_key().unwrap(), &ca, 0, 4_000_000_000)
+            .unwrap();
+        assert_eq!(SshHostIdentity::from_certificate(&cert, "t").unwrap(), id);
+        assert_eq!(cert.valid_principals(), ["abc-123", "abc-123.example.com"]);
+        // A host certificate is not a user identity, and the reverse.
+        let e = SshIdentity::from_certificate(&cert, "h")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a user certificate"), "{e}");
+        let user = SshIdentity::user("alice", vec![], "example.com")
+            .sign(&host.ssh_public_key().unwrap(), &ca, 0, 10)
+            .unwrap();
+        assert!(SshHostIdentity::from_certificate(&user, "u").is_err());
+    }
 
     #[test]
     fn sign_then_decode_is_the_identity() {
