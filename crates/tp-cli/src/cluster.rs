@@ -13,7 +13,7 @@ use tp_auth::bootstrap::bootstrap;
 use tp_auth::ca::{self, Issued};
 use tp_auth::listener;
 use tp_auth::service::{AuthServer, system_clock};
-use tp_auth::store::MemoryStore;
+use tp_auth::store::BackendStore;
 use tp_client::{Client, Config, Target};
 use tp_proto::proto::auth_service_server::AuthServiceServer;
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
@@ -88,7 +88,7 @@ fn tls_parts(
 /// identity, and serves until the returned future's task is dropped.
 pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHandle<()>), CliError> {
     private_dir(&cfg.data_dir)?;
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(BackendStore::memory());
     let state = bootstrap(store.as_ref(), Some(&cfg.cluster_name), now())
         .await
         .map_err(|e| CliError::plain(e.to_string()))?;
