@@ -70,6 +70,8 @@ pub struct Running {
     pub web_addr: SocketAddr,
     /// The local admin identity's files.
     pub admin: AdminIdentity,
+    /// Held while the cluster runs: no second `tpd` may open the same state.
+    _lock: Option<std::fs::File>,
 }
 
 fn now() -> i64 {
@@ -107,6 +109,38 @@ pub fn sqlite_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("backend").join("sqlite.db")
 }
 
+/// Takes `<data dir>/tpd.lock` for as long as the returned file is open (the
+/// operating system lets go when the process ends, however it ends), so that two
+/// `tpd`s never serve the same state: each would miss the other's changes.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, CliError> {
+    let path = data_dir.join("tpd.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            CliError::new(
+                format!("cannot open {}: {e}", path.display()),
+                "choose a writable directory with --data-dir",
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::new(
+            format!(
+                "another tpd is already running with data directory {}",
+                data_dir.display()
+            ),
+            "stop it first, or give this one another --data-dir",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(CliError::plain(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Opens the store `cfg` asks for, and the file it lives in (if any).
 async fn open_store(cfg: &ClusterConfig) -> Result<(Arc<dyn Store>, Option<PathBuf>), CliError> {
     match cfg.storage {
@@ -128,6 +162,10 @@ async fn open_store(cfg: &ClusterConfig) -> Result<(Arc<dyn Store>, Option<PathB
 /// identity, and serves until the returned future's task is dropped.
 pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHandle<()>), CliError> {
     private_dir(&cfg.data_dir)?;
+    let lock = match cfg.storage {
+        Storage::Sqlite => Some(lock_data_dir(&cfg.data_dir)?),
+        Storage::Memory => None,
+    };
     let (store, state_path) = open_store(&cfg).await?;
     let state = bootstrap(store.as_ref(), cfg.cluster_name.as_deref(), now())
         .await
@@ -283,6 +321,7 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
             auth_addr,
             web_addr,
             admin,
+            _lock: lock,
         },
         handle,
     ))

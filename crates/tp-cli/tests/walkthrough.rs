@@ -316,6 +316,26 @@ async fn bad_input_gets_one_line_and_a_hint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another process listens on"), "{err}");
 
+    // A second tpd on the same data directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args([
+            "start",
+            "--web-addr",
+            "127.0.0.1:0",
+            "--auth-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(t.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another tpd is already running with data directory"),
+        "{err}"
+    );
+
     // An unreachable Auth server.
     let (ok, _, err) = tpctl(&t, &["--auth-server", "127.0.0.1:1", "status"]);
     assert!(!ok);
