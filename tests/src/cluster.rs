@@ -12,7 +12,7 @@ use tp_auth::bootstrap::{ClusterState, bootstrap};
 use tp_auth::ca::{self, Issued};
 use tp_auth::listener;
 use tp_auth::service::{AuthServer, system_clock};
-use tp_auth::store::MemoryStore;
+use tp_auth::store::{BackendStore, Store};
 use tp_client::{Client, Config, Target};
 use tp_proto::proto::auth_service_server::AuthServiceServer;
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
@@ -35,13 +35,22 @@ pub struct TestCluster {
     pub state: ClusterState,
     /// Where the Auth server listens.
     pub addr: HostPort,
+    /// The Auth server itself (for server-side calls such as
+    /// [`AuthServer::list_audit_events`]).
+    pub auth: AuthServer,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl TestCluster {
     /// Bootstraps an in-memory cluster and serves it on a loopback port; invite URLs
     /// name `web_proxy_addr`.
     pub async fn start(web_proxy_addr: &str) -> Self {
-        let store = Arc::new(MemoryStore::new());
+        Self::start_with(Arc::new(BackendStore::memory()), web_proxy_addr).await
+    }
+
+    /// Bootstraps cluster `example.com` in `store` (or reuses what a previous start
+    /// left there) and serves it on a loopback port.
+    pub async fn start_with(store: Arc<dyn Store>, web_proxy_addr: &str) -> Self {
         let state = bootstrap(store.as_ref(), Some("example.com"), now())
             .await
             .expect("bootstrap");
@@ -77,16 +86,28 @@ impl TestCluster {
             host: "127.0.0.1".into(),
             port: l.local_addr().expect("local addr").port(),
         };
-        tokio::spawn(
-            Server::builder()
-                .add_service(AuthServiceServer::new(auth.clone()))
-                .add_service(UsersServiceServer::new(auth.clone()))
-                .add_service(TrustServiceServer::new(auth.clone()))
-                .add_service(ClusterConfigServiceServer::new(auth.clone()))
-                .add_service(LoginServiceServer::new(auth))
-                .serve_with_incoming(listener::incoming(l, Arc::new(tls))),
-        );
-        Self { state, addr }
+        let serve = Server::builder()
+            .add_service(AuthServiceServer::new(auth.clone()))
+            .add_service(UsersServiceServer::new(auth.clone()))
+            .add_service(TrustServiceServer::new(auth.clone()))
+            .add_service(ClusterConfigServiceServer::new(auth.clone()))
+            .add_service(LoginServiceServer::new(auth.clone()))
+            .serve_with_incoming(listener::incoming(l, Arc::new(tls)));
+        let server = tokio::spawn(async move {
+            let _ = serve.await;
+        });
+        Self {
+            state,
+            addr,
+            auth,
+            server,
+        }
+    }
+
+    /// Stops serving (connections already open end with their clients).
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
     }
 
     /// A host identity (`Admin`, `Proxy`, ...) from the cluster's host CA.

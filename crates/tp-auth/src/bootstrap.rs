@@ -71,7 +71,7 @@ pub async fn bootstrap(
     name: Option<&str>,
     now: i64,
 ) -> Result<ClusterState, BootstrapError> {
-    let cluster = match store.get(Kind::ClusterName, CLUSTER_NAME_KEY, now).await {
+    let cluster = match store.get(Kind::ClusterName, CLUSTER_NAME_KEY).await {
         Ok(item) => {
             let cn: ClusterNameV2 = item.decode()?;
             let stored = cn.spec.map(|s| s.cluster_name).unwrap_or_default();
@@ -108,7 +108,6 @@ pub async fn bootstrap(
                     CLUSTER_NAME_KEY,
                     cn.encode_to_vec(),
                     None,
-                    now,
                 )
                 .await?;
             name
@@ -118,12 +117,12 @@ pub async fn bootstrap(
     let mut cas = Vec::with_capacity(2);
     for kind in [CaType::User, CaType::Host] {
         let key = ca_key(kind, &cluster);
-        let ca = match store.get(Kind::CertAuthority, &key, now).await {
+        let ca = match store.get(Kind::CertAuthority, &key).await {
             Ok(item) => item.decode::<CertAuthorityV2>()?,
             Err(StoreError::NotFound) => {
                 let ca = ca::generate(&cluster, kind, now).map_err(BootstrapError::Ca)?;
                 store
-                    .create(Kind::CertAuthority, &key, ca.encode_to_vec(), None, now)
+                    .create(Kind::CertAuthority, &key, ca.encode_to_vec(), None)
                     .await?;
                 ca
             }
@@ -138,7 +137,7 @@ pub async fn bootstrap(
             .map(|m| m.name.clone())
             .unwrap_or_default();
         match store
-            .create(Kind::Role, &name, RoleV6::encode_to_vec(&role), None, now)
+            .create(Kind::Role, &name, RoleV6::encode_to_vec(&role), None)
             .await
         {
             Ok(_) | Err(StoreError::AlreadyExists) => {}
@@ -161,11 +160,11 @@ pub async fn bootstrap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::BackendStore;
 
     #[tokio::test]
     async fn a_second_start_reuses_everything_and_guards_the_name() {
-        let store = MemoryStore::new();
+        let store = BackendStore::memory();
         let first = bootstrap(&store, Some("example.com"), 1_800_000_000)
             .await
             .unwrap();
@@ -185,7 +184,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            store.get(Kind::Role, "editor", 0).await.is_ok(),
+            store.get(Kind::Role, "editor").await.is_ok(),
             "presets exist"
         );
     }

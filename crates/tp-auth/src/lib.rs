@@ -9,6 +9,8 @@
 //!
 //! # Modules
 //!
+//! - [`audit`]: the audit log — an event for every mutating call and certificate
+//!   issued, successful or not, stored under `/audit/` in time order.
 //! - [`bootstrap`]: first start of a cluster's storage (name, CAs, preset roles); idempotent.
 //! - [`ca`]: the user and host CAs (X.509 + SSH), host certificates, stripping secrets.
 //! - [`listener`]: the mutual-TLS listener for tonic (concurrent handshakes under a
@@ -16,13 +18,15 @@
 //! - [`identity`]: the identity in a client certificate, attributed to the user or host CA.
 //! - [`service`]: the gRPC services (ping, roles, users, join tokens, cluster name),
 //!   every call authorised for the caller its certificate names.
-//! - [`store`]: resources by kind and name with revisions; [`store::MemoryStore`].
+//! - [`store`]: resources by kind and name with revisions, expiry and a change stream;
+//!   [`store::BackendStore`] keeps them in a `tp-backend` backend (SQLite or memory).
 //! - [`password`]: argon2id password hashes and Teleport's length rules.
 //! - [`usercert`]: user certificates — X.509 with every role and login, OpenSSH with
 //!   Teleport's extensions.
 //! - [`rbac`]: Teleport's access rules — rule and verb matching, `where` predicates,
 //!   label selectors, the implicit, preset and built-in admin roles.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod ca;
 pub mod identity;

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tp_auth::listener;
 use tp_auth::service::AuthServer;
-use tp_auth::store::MemoryStore;
+use tp_auth::store::BackendStore;
 use tp_client::{Client, ErrorKind};
 use tp_proto::proto::ListRolesRequest;
 use tp_proto::proto::auth_service_server::AuthServiceServer;
@@ -35,7 +35,7 @@ impl Cluster {
         let tls = listener::server_config(chain, key, vec![user_ca.der(), host_ca.der()]).unwrap();
         let auth = AuthServer::new(
             "example.com",
-            Arc::new(MemoryStore::new()),
+            Arc::new(BackendStore::memory()),
             vec![user_ca.der().to_vec()],
             vec![host_ca.der().to_vec()],
             tp_auth::service::system_clock(),

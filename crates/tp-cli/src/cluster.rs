@@ -9,11 +9,12 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tp_auth::bootstrap::bootstrap;
+use tp_auth::bootstrap::{BootstrapError, bootstrap};
 use tp_auth::ca::{self, Issued};
 use tp_auth::listener;
 use tp_auth::service::{AuthServer, system_clock};
-use tp_auth::store::MemoryStore;
+use tp_auth::store::{BackendStore, Store};
+use tp_backend::SqliteBackend;
 use tp_client::{Client, Config, Target};
 use tp_proto::proto::auth_service_server::AuthServiceServer;
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
@@ -28,13 +29,26 @@ use tp_transport::discovery::ProxySettings;
 use crate::CliError;
 use crate::paths::{AdminIdentity, private_dir, write_atomic};
 
+/// Where the cluster keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// SQLite at `<data dir>/backend/sqlite.db`: a restart reuses the cluster.
+    #[default]
+    Sqlite,
+    /// In memory: every start is a new cluster (tests).
+    Memory,
+}
+
 /// What `tpd start` runs.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// Where the admin identity (and, with persistent storage, the state) lives.
+    /// Where the admin identity and the state live.
     pub data_dir: PathBuf,
-    /// The cluster name.
-    pub cluster_name: String,
+    /// The cluster name: required to match the stored one when given; `None` takes the
+    /// stored name, or `tp.local` on first start.
+    pub cluster_name: Option<String>,
+    /// Where the state is kept.
+    pub storage: Storage,
     /// The Auth server's gRPC listener.
     pub auth_addr: SocketAddr,
     /// The Proxy's web listener.
@@ -46,12 +60,18 @@ pub struct ClusterConfig {
 /// The listeners once bound.
 #[derive(Debug)]
 pub struct Running {
+    /// The cluster name.
+    pub cluster_name: String,
+    /// Where the state is kept: the SQLite file, or `None` in memory.
+    pub state_path: Option<PathBuf>,
     /// The Auth server's address.
     pub auth_addr: SocketAddr,
     /// The Proxy's web address.
     pub web_addr: SocketAddr,
     /// The local admin identity's files.
     pub admin: AdminIdentity,
+    /// Held while the cluster runs: no second `tpd` may open the same state.
+    _lock: Option<std::fs::File>,
 }
 
 fn now() -> i64 {
@@ -84,14 +104,78 @@ fn tls_parts(
     Ok((vec![cert], key))
 }
 
-/// Starts the cluster: bootstraps its CAs, binds both listeners, writes the admin
+/// The SQLite file under a data directory.
+pub fn sqlite_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("backend").join("sqlite.db")
+}
+
+/// Takes `<data dir>/tpd.lock` for as long as the returned file is open (the
+/// operating system lets go when the process ends, however it ends), so that two
+/// `tpd`s never serve the same state: each would miss the other's changes.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, CliError> {
+    let path = data_dir.join("tpd.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            CliError::new(
+                format!("cannot open {}: {e}", path.display()),
+                "choose a writable directory with --data-dir",
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::new(
+            format!(
+                "another tpd is already running with data directory {}",
+                data_dir.display()
+            ),
+            "stop it first, or give this one another --data-dir",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(CliError::plain(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Opens the store `cfg` asks for, and the file it lives in (if any).
+async fn open_store(cfg: &ClusterConfig) -> Result<(Arc<dyn Store>, Option<PathBuf>), CliError> {
+    match cfg.storage {
+        Storage::Memory => Ok((Arc::new(BackendStore::memory()), None)),
+        Storage::Sqlite => {
+            let path = sqlite_path(&cfg.data_dir);
+            let backend = SqliteBackend::open(&path).await.map_err(|e| {
+                CliError::new(
+                    format!("cannot open the cluster state at {}: {e}", path.display()),
+                    "check that the data directory is writable, or choose another --data-dir",
+                )
+            })?;
+            Ok((Arc::new(BackendStore::new(Arc::new(backend))), Some(path)))
+        }
+    }
+}
+
+/// Starts the cluster: opens its state (see [`Storage`]), bootstraps or reuses its CAs, binds both listeners, writes the admin
 /// identity, and serves until the returned future's task is dropped.
 pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHandle<()>), CliError> {
     private_dir(&cfg.data_dir)?;
-    let store = Arc::new(MemoryStore::new());
-    let state = bootstrap(store.as_ref(), Some(&cfg.cluster_name), now())
+    let lock = match cfg.storage {
+        Storage::Sqlite => Some(lock_data_dir(&cfg.data_dir)?),
+        Storage::Memory => None,
+    };
+    let (store, state_path) = open_store(&cfg).await?;
+    let state = bootstrap(store.as_ref(), cfg.cluster_name.as_deref(), now())
         .await
-        .map_err(|e| CliError::plain(e.to_string()))?;
+        .map_err(|e| match e {
+            BootstrapError::OtherCluster { .. } => CliError::new(
+                e.to_string(),
+                "a data directory holds one cluster; drop --cluster-name to use the stored one",
+            ),
+            other => CliError::plain(other.to_string()),
+        })?;
     let auth_l = TcpListener::bind(cfg.auth_addr)
         .await
         .map_err(|e| bind_error("auth", cfg.auth_addr, e))?;
@@ -232,9 +316,12 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
     });
     Ok((
         Running {
+            cluster_name: state.name.clone(),
+            state_path,
             auth_addr,
             web_addr,
             admin,
+            _lock: lock,
         },
         handle,
     ))

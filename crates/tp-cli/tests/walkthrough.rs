@@ -17,6 +17,9 @@ struct Tpd {
     child: Child,
     web: String,
     dir: tempfile::TempDir,
+    /// The rest of tpd's standard output, read by a thread so tpd never writes to a
+    /// closed pipe.
+    rest: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Drop for Tpd {
@@ -27,36 +30,100 @@ impl Drop for Tpd {
 }
 
 fn tpd() -> Tpd {
-    let dir = tempfile::tempdir().unwrap();
+    tpd_in(
+        tempfile::tempdir().unwrap(),
+        &["--cluster-name", "example.com"],
+    )
+}
+
+/// Starts tpd on free loopback ports with `dir` as its data directory; returns once it
+/// has printed where it listens.
+fn tpd_in(dir: tempfile::TempDir, extra: &[&str]) -> Tpd {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tpd"))
         .args([
             "start",
-            "--cluster-name",
-            "example.com",
             "--auth-addr",
             "127.0.0.1:0",
             "--web-addr",
             "127.0.0.1:0",
-            "--data-dir",
         ])
+        .args(extra)
+        .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mut web = String::new();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.trim().strip_prefix("proxy: https://") {
             web = rest.split_whitespace().next().unwrap().to_string();
         }
         if line.contains("state:") {
+            assert!(
+                line.contains(&dir.path().join("backend/sqlite.db").display().to_string())
+                    || extra.contains(&"--in-memory"),
+                "tpd keeps its state in the data dir: {line}"
+            );
             break;
         }
     }
     assert!(!web.is_empty(), "tpd printed its web address");
-    Tpd { child, web, dir }
+    let rest =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    Tpd {
+        child,
+        web,
+        dir,
+        rest: Some(rest),
+    }
+}
+
+impl Tpd {
+    /// Stops tpd with SIGTERM, as a service manager does; returns its data directory
+    /// and what it printed after starting.
+    fn stop(mut self) -> (tempfile::TempDir, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "tpd exits cleanly on SIGTERM: {exit:?}");
+        let printed = self.rest.take().unwrap().join().unwrap();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, printed)
+    }
+
+    fn auth_addr(&self) -> tp_transport::addr::HostPort {
+        let auth_addr = std::fs::read_to_string(self.dir.path().join("admin/auth-addr")).unwrap();
+        tp_transport::addr::parse_host_port(
+            auth_addr.trim(),
+            tp_transport::addr::PortRule::Default(3025),
+        )
+        .unwrap()
+    }
+
+    /// The host CA certificate tpd wrote for tpctl (DER).
+    fn host_ca(&self) -> Vec<u8> {
+        let pem = std::fs::read(self.dir.path().join("admin/ca.pem")).unwrap();
+        CertificateDer::from_pem_slice(&pem).unwrap().to_vec()
+    }
+
+    /// A client with the local admin identity, as tpctl connects.
+    async fn admin(&self) -> tp_client::Client {
+        let d = self.dir.path().join("admin");
+        tp_cli::cluster::connect_with(
+            &self.auth_addr(),
+            &std::fs::read(d.join("cert.pem")).unwrap(),
+            &std::fs::read(d.join("key.pem")).unwrap(),
+            &[self.host_ca()],
+        )
+        .await
+        .unwrap()
+    }
 }
 
 fn tpctl(t: &Tpd, args: &[&str]) -> (bool, String, String) {
@@ -249,8 +316,113 @@ async fn bad_input_gets_one_line_and_a_hint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another process listens on"), "{err}");
 
+    // A second tpd on the same data directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args([
+            "start",
+            "--web-addr",
+            "127.0.0.1:0",
+            "--auth-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(t.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another tpd is already running with data directory"),
+        "{err}"
+    );
+
     // An unreachable Auth server.
     let (ok, _, err) = tpctl(&t, &["--auth-server", "127.0.0.1:1", "status"]);
     assert!(!ok);
     assert!(err.contains("is tpd running?"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_tpd_keeps_its_cluster() {
+    let t = tpd();
+    let role = t.dir.path().join("api-role.yaml");
+    std::fs::write(&role, "kind: role\nversion: v5\nmetadata:\n  name: api-role\nspec:\n  allow:\n    rules:\n      - resources: [role]\n        verbs: [read]\n").unwrap();
+    let (ok, _, err) = tpctl(&t, &["create", "-f", role.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = tpctl(&t, &["users", "add", "api-user", "--roles=api-role"]);
+    assert!(ok, "{err}");
+    let (ok, role_before, err) = tpctl(&t, &["get", "role/api-role", "--format", "yaml"]);
+    assert!(ok, "{err}");
+    let host_ca_before = t.host_ca();
+
+    // A certificate for api-user, signed before the restart (as `tpctl auth sign`).
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certs = t
+        .admin()
+        .await
+        .generate_user_certs(tp_proto::proto::UserCertsRequest {
+            username: "api-user".into(),
+            tls_public_key: key.public_key_pem().into_bytes(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let (dir, printed) = t.stop();
+    assert!(printed.contains("tpd: stopped"), "{printed}");
+
+    // The same data directory under another name is refused with a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args([
+            "start",
+            "--cluster-name",
+            "other.example.com",
+            "--auth-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("belongs to cluster \"example.com\"") && err.contains("\nhint: "),
+        "{err}"
+    );
+
+    // Without --cluster-name the stored cluster starts again, on new ports.
+    let t = tpd_in(dir, &[]);
+    assert_eq!(t.host_ca(), host_ca_before, "the same host CA");
+    let (ok, role_after, err) = tpctl(&t, &["get", "role/api-role", "--format", "yaml"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        role_after, role_before,
+        "the same role, at the same revision"
+    );
+    let (ok, out, _) = tpctl(&t, &["users", "ls"]);
+    assert!(ok);
+    assert!(
+        out.contains("api-user") && out.contains("api-role"),
+        "{out}"
+    );
+    let (ok, out, _) = tpctl(&t, &["status"]);
+    assert!(ok && out.contains("example.com"), "{out}");
+
+    // The certificate from before the restart still works: the same user CA.
+    let user = tp_cli::cluster::connect_with(
+        &t.auth_addr(),
+        &certs.tls,
+        key.serialize_pem().as_bytes(),
+        &[t.host_ca()],
+    )
+    .await
+    .unwrap();
+    assert!(user.get_role("api-role").await.is_ok());
+    assert_eq!(
+        user.get_users(false).await.unwrap_err().kind(),
+        tp_client::ErrorKind::AccessDenied
+    );
 }

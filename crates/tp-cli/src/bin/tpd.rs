@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tp_cli::cluster::{ClusterConfig, start};
+use tp_cli::cluster::{ClusterConfig, Storage, start};
 use tp_cli::paths::default_data_dir;
 use tp_cli::report;
 
@@ -24,12 +24,16 @@ struct Cli {
 enum Command {
     /// Starts the Auth server and the Proxy; writes the local admin identity for tpctl.
     Start {
-        /// Where the admin identity (and later the cluster's state) lives.
+        /// Where the cluster's state (DIR/backend/sqlite.db) and the admin identity live.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// The cluster name (a DNS-like name).
-        #[arg(long, default_value = "tp.local")]
-        cluster_name: String,
+        /// The cluster name (a DNS-like name); on first start tp.local when not given,
+        /// later it must match the stored name.
+        #[arg(long)]
+        cluster_name: Option<String>,
+        /// Keeps the state in memory: every start is a new cluster (for tests).
+        #[arg(long)]
+        in_memory: bool,
         /// The Auth server's gRPC address.
         #[arg(long, default_value = "127.0.0.1:3025")]
         auth_addr: SocketAddr,
@@ -48,6 +52,7 @@ async fn main() -> ExitCode {
     let Command::Start {
         data_dir,
         cluster_name,
+        in_memory,
         auth_addr,
         web_addr,
         public_addr,
@@ -61,6 +66,11 @@ async fn main() -> ExitCode {
     let cfg = ClusterConfig {
         data_dir: data_dir.clone(),
         cluster_name,
+        storage: if in_memory {
+            Storage::Memory
+        } else {
+            Storage::Sqlite
+        },
         auth_addr,
         web_addr,
         public_addr,
@@ -69,7 +79,7 @@ async fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return report(&e),
     };
-    println!("tpd: cluster is running");
+    println!("tpd: cluster {:?} is running", running.cluster_name);
     println!("  auth:  {} (gRPC, mutual TLS)", running.auth_addr);
     println!(
         "  proxy: https://{} (discovery, login, invite pages)",
@@ -84,7 +94,10 @@ async fn main() -> ExitCode {
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     );
-    println!("  state: in memory (a restart starts a new cluster until persistent storage lands)");
+    match &running.state_path {
+        Some(p) => println!("  state: {} (SQLite; a restart reuses it)", p.display()),
+        None => println!("  state: in memory (--in-memory: a restart starts a new cluster)"),
+    }
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
