@@ -260,6 +260,159 @@ async fn the_seed_walkthrough_with_the_binaries() {
         out.contains("api-user") && out.contains("api-role"),
         "{out}"
     );
+
+    // tpsh login writes a tsh-layout profile; a tp-client program uses it (through the
+    // proxy's web port, by TLS routing).
+    let home = t.dir.path().join("tsh");
+    let ca_file = t.dir.path().join("admin/ca.pem");
+    let (ok, out, err) = tpsh(
+        &home,
+        &[
+            "login",
+            "--proxy",
+            &t.web,
+            "--user",
+            "api-user",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+        "correct horse\n",
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Logged in as:       api-user") && out.contains("api-role"),
+        "{out}"
+    );
+    let (ok, out, _) = tpsh(&home, &["status"], "");
+    assert!(
+        ok && out.contains("Valid until:") && out.contains("example.com"),
+        "{out}"
+    );
+    let profile = tp_creds::Profile::new(&home, None);
+    let config = tp_client::Config::new().credentials(&profile, &[]).unwrap();
+    let client = tp_client::Client::connect(config).await.unwrap();
+    assert!(client.get_role("api-role").await.is_ok());
+    assert_eq!(
+        client.get_users(false).await.unwrap_err().kind(),
+        tp_client::ErrorKind::AccessDenied
+    );
+
+    // tpctl auth sign writes an identity file; the same program with IdentityFile
+    // credentials, directly to the Auth server and through the proxy's web port.
+    let id_path = t.dir.path().join("api-user.pem");
+    let (ok, out, err) = tpctl(
+        &t,
+        &[
+            "auth",
+            "sign",
+            "--user=api-user",
+            "--out",
+            id_path.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("The credentials have been written to "),
+        "{out}"
+    );
+    let creds = tp_creds::IdentityFile::from_path(&id_path);
+    let auth = t.auth_addr().to_string();
+    for addr in [auth.as_str(), t.web.as_str()] {
+        let config = tp_client::Config::new()
+            .credentials(&creds, &[addr])
+            .unwrap();
+        let client = tp_client::Client::connect(config).await.unwrap();
+        assert!(client.get_role("api-role").await.is_ok(), "{addr}");
+        assert_eq!(
+            client.get_users(false).await.unwrap_err().kind(),
+            tp_client::ErrorKind::AccessDenied,
+            "{addr}"
+        );
+    }
+    // tpctl itself with the identity: reads roles, is denied users.
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "-i",
+            id_path.to_str().unwrap(),
+            "--auth-server",
+            &auth,
+            "get",
+            "role/api-role",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "-i",
+            id_path.to_str().unwrap(),
+            "--auth-server",
+            &auth,
+            "users",
+            "ls",
+        ],
+    );
+    assert!(!ok && err.contains("access denied"), "{err}");
+
+    // Teleport's own Go client with the same identity file: the same results.
+    let out = Command::new("go")
+        .args([
+            "run",
+            "./cmd/clientcheck",
+            &auth,
+            "-i",
+            id_path.to_str().unwrap(),
+            "-",
+            "user",
+        ])
+        .current_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/interop-go"
+        ))
+        .output()
+        .expect("Go runs the reference client (install Go; see README.md)");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Logging out removes the profile.
+    let (ok, out, _) = tpsh(&home, &["logout"], "");
+    assert!(ok && out.starts_with("Logged out api-user"), "{out}");
+    assert!(
+        !home
+            .join("keys")
+            .join(t.web.split(':').next().unwrap())
+            .exists()
+    );
+}
+
+fn tpsh(home: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tpsh"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,6 +493,123 @@ async fn bad_input_gets_one_line_and_a_hint() {
     let (ok, _, err) = tpctl(&t, &["--auth-server", "127.0.0.1:1", "status"]);
     assert!(!ok);
     assert!(err.contains("is tpd running?"), "{err}");
+
+    // auth sign for an unknown user.
+    let out_path = t.dir.path().join("nobody.pem");
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "auth",
+            "sign",
+            "--user=nobody",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.starts_with("error: user \"nobody\" is not found\nhint: "),
+        "{err}"
+    );
+    assert!(!out_path.exists(), "nothing is written on failure");
+
+    // --out to an existing file without --overwrite (checked before anything is issued).
+    std::fs::write(&out_path, "keep me").unwrap();
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "auth",
+            "sign",
+            "--user=admin",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("exists") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "keep me");
+
+    // An expired identity: refused before any dial, naming the file.
+    let role = t.dir.path().join("r.yaml");
+    std::fs::write(
+        &role,
+        "kind: role\nversion: v7\nmetadata:\n  name: r\nspec: {}\n",
+    )
+    .unwrap();
+    assert!(tpctl(&t, &["create", role.to_str().unwrap()]).0);
+    let short = t.dir.path().join("short.pem");
+    let (ok, _, err) = tpctl(&t, &["users", "add", "shorty", "--roles=r"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "auth",
+            "sign",
+            "--user=shorty",
+            "--ttl=1s",
+            "--out",
+            short.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "-i",
+            short.to_str().unwrap(),
+            "--auth-server",
+            "192.0.2.1:3025",
+            "status",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(short.to_str().unwrap()) && err.contains("expired at"),
+        "{err}"
+    );
+    assert!(err.contains("hint: issue a new identity"), "{err}");
+
+    // A wrong password at login.
+    let home = t.dir.path().join("tsh");
+    let ca_file = t.dir.path().join("admin/ca.pem");
+    let (ok, _, err) = tpsh(
+        &home,
+        &[
+            "login",
+            "--proxy",
+            &t.web,
+            "--user",
+            "shorty",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+        "wrong\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.starts_with("error: login failed")
+            && err.contains("hint: check the user name and password"),
+        "{err}"
+    );
+    assert!(
+        !home.join("current-profile").exists(),
+        "no profile is written on failure"
+    );
+    // A proxy whose certificate is not trusted.
+    let (ok, _, err) = tpsh(
+        &home,
+        &["login", "--proxy", &t.web, "--user", "shorty"],
+        "x\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot reach the proxy") && err.contains("--ca-file"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -130,7 +130,7 @@ impl Config {
     /// file, a key pair, ...): each address is raced as an Auth server (direct mutual
     /// TLS, port 3025 by default) and as a proxy's web port (TLS routing, port 443 by
     /// default). With no addresses, the credential's own proxy address is used (profiles
-    /// name one), as Teleport's client does.
+    /// name one) with TLS routing only, as Teleport's client does.
     ///
     /// The credential is read now and its certificates checked against the clock: an
     /// unreadable credential is a [`crate::ErrorKind::BadParameter`] error and an expired or
@@ -153,6 +153,9 @@ impl Config {
                 Error::with_source(kind, e.to_string(), e)
             })?;
         let mut addrs: Vec<String> = addrs.iter().map(|a| (*a).to_string()).collect();
+        // The credential's own address is a proxy's web address: reach the Auth server
+        // through it (TLS routing), never try it as an Auth server.
+        let proxy_only = addrs.is_empty();
         if addrs.is_empty() {
             addrs.extend(material.proxy_addr.clone());
         }
@@ -177,17 +180,19 @@ impl Config {
             let bad = |e: tp_transport::addr::AddrError| {
                 Error::bad_parameter(format!("address {a:?}: {e}"))
             };
-            let auth = tp_transport::addr::parse_host_port(
-                &a,
-                tp_transport::addr::PortRule::Default(3025),
-            )
-            .map_err(bad)?;
-            self.targets.push(Target::Direct {
-                addr: auth,
-                tls: material.tls.clone(),
-                server_name: material.server_name.clone(),
-                credential: material.origin.clone(),
-            });
+            if !proxy_only {
+                let auth = tp_transport::addr::parse_host_port(
+                    &a,
+                    tp_transport::addr::PortRule::Default(3025),
+                )
+                .map_err(bad)?;
+                self.targets.push(Target::Direct {
+                    addr: auth,
+                    tls: material.tls.clone(),
+                    server_name: material.server_name.clone(),
+                    credential: material.origin.clone(),
+                });
+            }
             if !cluster.is_empty() {
                 let web = tp_transport::addr::parse_host_port(
                     &a,

@@ -21,7 +21,7 @@ impl Validity {
     /// Checks that `now` lies in the window; `which` (`TLS`/`SSH`) and `origin` name the
     /// certificate in the error.
     pub fn check(&self, now: SystemTime, which: &'static str, origin: &str) -> Result<(), Error> {
-        let now = unix(now);
+        let now = unix_time(now);
         if now > self.not_after {
             return Err(Error::Expired {
                 origin: origin.into(),
@@ -43,7 +43,7 @@ impl Validity {
 }
 
 /// Seconds since the epoch (negative before it).
-pub(crate) fn unix(t: SystemTime) -> i64 {
+pub fn unix_time(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),

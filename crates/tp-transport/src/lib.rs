@@ -32,3 +32,4 @@ pub mod discovery;
 pub mod proxy_env;
 pub mod race;
 pub mod rewind;
+pub mod web;

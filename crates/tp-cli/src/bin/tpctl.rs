@@ -25,9 +25,13 @@ struct Cli {
     /// The data directory of the tpd on this host (its local admin identity is used).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// The Auth server to talk to (default: where the local tpd listens).
+    /// The Auth server (or proxy) to talk to (default: where the local tpd listens).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     auth_server: Option<String>,
+    /// An identity file to authenticate with (e.g. from `tpctl auth sign`); needs
+    /// --auth-server.
+    #[arg(short = 'i', long, global = true, value_name = "FILE")]
+    identity: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +73,34 @@ enum Command {
     },
     /// Prints the cluster's name and version.
     Status,
+    /// Signs credentials for users.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Issues certificates for a user and writes them as an identity file (or `tls` /
+    /// `openssh` files), like `tctl auth sign`.
+    Sign {
+        /// The user to sign for.
+        #[arg(long)]
+        user: String,
+        /// Where to write (`-` prints a `file`-format identity to standard output).
+        #[arg(long, short = 'o')]
+        out: String,
+        /// The output format.
+        #[arg(long, default_value = "file", value_parser = ["file", "tls", "openssh"])]
+        format: String,
+        /// How long the certificates are valid (e.g. 12h, 30m).
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+        /// Replace existing files.
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +129,30 @@ enum UsersCommand {
 }
 
 async fn client(cli: &Cli) -> Result<Client, CliError> {
+    if let Some(path) = &cli.identity {
+        let addr = cli.auth_server.as_deref().ok_or_else(|| {
+            CliError::new(
+                "--identity needs --auth-server",
+                "pass the Auth server or proxy address, e.g. --auth-server=127.0.0.1:3025",
+            )
+        })?;
+        let creds = tp_creds::IdentityFile::from_path(path);
+        let config = tp_client::Config::new()
+            .dial_timeout(Duration::from_secs(10))
+            .credentials(&creds, &[addr])
+            .map_err(|e| match e.kind() {
+                ErrorKind::CredentialsExpired => {
+                    CliError::new(e.to_string(), "issue a new identity with `tpctl auth sign`")
+                }
+                _ => CliError::new(e.to_string(), "check the identity file"),
+            })?;
+        return Client::connect(config).await.map_err(|e| {
+            CliError::new(
+                e.to_string(),
+                "check --auth-server; is the cluster running?",
+            )
+        });
+    }
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let id = AdminIdentity::in_dir(&data_dir);
     let read = |p: &PathBuf| {
@@ -429,6 +485,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Ok(())
             }
         },
+        Command::Auth {
+            command:
+                AuthCommand::Sign {
+                    user,
+                    out,
+                    format,
+                    ttl,
+                    overwrite,
+                },
+        } => auth_sign(&c, user, out, format, ttl, *overwrite).await,
         Command::Status => {
             let p = c.ping().await.map_err(api)?;
             println!("Cluster:      {}", p.cluster_name);
@@ -436,6 +502,115 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn auth_sign(
+    c: &Client,
+    user: &str,
+    out: &str,
+    format: &str,
+    ttl: &str,
+    overwrite: bool,
+) -> Result<(), CliError> {
+    let fmt: tp_creds::Format = format.parse().map_err(|e: String| CliError::plain(e))?;
+    if out == "-" && fmt != tp_creds::Format::File {
+        return Err(CliError::new(
+            "--out - needs --format=file",
+            "the tls and openssh formats write several files",
+        ));
+    }
+    let targets: Vec<String> = match fmt {
+        tp_creds::Format::File => vec![out.to_string()],
+        tp_creds::Format::Tls => vec![
+            format!("{out}.key"),
+            format!("{out}.crt"),
+            format!("{out}.cas"),
+        ],
+        tp_creds::Format::OpenSsh => vec![out.to_string(), format!("{out}-cert.pub")],
+        _ => vec![out.to_string()],
+    };
+    if out != "-"
+        && !overwrite
+        && let Some(existing) = targets.iter().find(|t| std::path::Path::new(t).exists())
+    {
+        return Err(CliError::new(
+            format!("{existing} exists"),
+            "pass --overwrite to replace it",
+        ));
+    }
+    let ttl_ns = tp_proto::duration::parse_go(ttl).map_err(|e| {
+        CliError::new(
+            format!("--ttl {ttl:?}: {e}"),
+            "use a duration such as 12h or 30m",
+        )
+    })?;
+    let cluster = c.ping().await.map_err(api)?.cluster_name;
+    let key = tp_creds::PrivateKey::generate(tp_creds::KeyAlgorithm::EcdsaP256)
+        .map_err(|e| CliError::plain(e.to_string()))?;
+    let spki = key
+        .public_key_spki_der()
+        .map_err(|e| CliError::plain(e.to_string()))?;
+    let ssh_pub = key
+        .ssh_public_key()
+        .map_err(|e| CliError::plain(e.to_string()))?
+        .to_openssh()
+        .map_err(|e| CliError::plain(format!("SSH public key: {e}")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let certs = c
+        .generate_user_certs(tp_proto::proto::UserCertsRequest {
+            username: user.to_string(),
+            tls_public_key: tp_creds::pem::encode("PUBLIC KEY", &spki).into_bytes(),
+            ssh_public_key: ssh_pub.into_bytes(),
+            expires: Some(prost_types::Timestamp {
+                seconds: now + ttl_ns / 1_000_000_000,
+                nanos: 0,
+            }),
+            route_to_cluster: cluster.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => CliError::new(
+                format!("user {user:?} is not found"),
+                "check the name with `tpctl users ls`",
+            ),
+            _ => api(e),
+        })?;
+    let text = |b: Vec<u8>, what: &str| {
+        String::from_utf8(b)
+            .map_err(|_| CliError::plain(format!("the {what} from the Auth server is not text")))
+    };
+    let mut bundle = tp_creds::IdentityBundle::new(key);
+    bundle.tls_cert = Some(text(certs.tls, "TLS certificate")?);
+    bundle.ssh_cert = Some(text(certs.ssh, "SSH certificate")?);
+    for ca in certs.tlsca_certs {
+        bundle.tls_cas.push(text(ca, "TLS CA")?);
+    }
+    for k in certs.sshca_certs {
+        let k = text(k, "SSH CA key")?;
+        bundle.ssh_cas.push(format!(
+            "@cert-authority {cluster},*.{cluster} {} type=host\n",
+            k.trim()
+        ));
+    }
+    if out == "-" {
+        print!(
+            "{}",
+            bundle
+                .encode()
+                .map_err(|e| CliError::plain(e.to_string()))?
+                .as_str()
+        );
+        return Ok(());
+    }
+    let files = bundle
+        .write(fmt, std::path::Path::new(out))
+        .map_err(|e| CliError::new(e.to_string(), "check the --out path"))?;
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    println!("The credentials have been written to {}", names.join(", "));
+    Ok(())
 }
 
 #[tokio::main]

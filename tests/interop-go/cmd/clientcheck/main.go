@@ -4,6 +4,8 @@
 //
 // Usage: go run ./cmd/clientcheck ADDR CERT KEY CA admin OUTDIR | user
 //
+// With CERT "-i", KEY is an identity file (client.LoadIdentityFile) and CA is ignored.
+//
 // "admin" runs as the cluster's local admin identity: it creates the seed's api-role
 // and api-user, exercises roles, users and tokens, and has the cluster sign
 // certificates for a key pair it generates for api-user (GenerateUserCerts), writing
@@ -122,9 +124,14 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
+	// CERT "-i" with KEY naming an identity file uses client.LoadIdentityFile instead.
+	creds := client.LoadKeyPair(cert, key, ca)
+	if cert == "-i" {
+		creds = client.LoadIdentityFile(key)
+	}
 	clt, err := client.New(ctx, client.Config{
 		Addrs:       []string{addr},
-		Credentials: []client.Credentials{client.LoadKeyPair(cert, key, ca)},
+		Credentials: []client.Credentials{creds},
 		DialTimeout: 10 * time.Second,
 	})
 	if err != nil {
