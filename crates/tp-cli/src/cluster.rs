@@ -55,6 +55,8 @@ pub struct ClusterConfig {
     pub web_addr: SocketAddr,
     /// The web address users are told (invite links, login hints).
     pub public_addr: Option<String>,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics` (plain HTTP), if anywhere.
+    pub diag_addr: Option<SocketAddr>,
 }
 
 /// The listeners once bound.
@@ -70,6 +72,10 @@ pub struct Running {
     pub web_addr: SocketAddr,
     /// The local admin identity's files.
     pub admin: AdminIdentity,
+    /// The diagnostics address, when serving one.
+    pub diag_addr: Option<SocketAddr>,
+    /// The counters behind `/metrics`.
+    pub metrics: Arc<crate::diag::Metrics>,
     /// Held while the cluster runs: no second `tpd` may open the same state.
     _lock: Option<std::fs::File>,
 }
@@ -176,6 +182,15 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
             ),
             other => CliError::plain(other.to_string()),
         })?;
+    let metrics = crate::diag::Metrics::new();
+    let diag = match cfg.diag_addr {
+        Some(a) => Some(crate::diag::bind(a).await?),
+        None => None,
+    };
+    let diag_addr = diag.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = diag {
+        tokio::spawn(crate::diag::serve(l, metrics.clone()));
+    }
     let auth_l = TcpListener::bind(cfg.auth_addr)
         .await
         .map_err(|e| bind_error("auth", cfg.auth_addr, e))?;
@@ -221,14 +236,20 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         .map_err(|e| CliError::plain(format!("Auth server TLS: {e}")))?;
     let auth =
         AuthServer::for_cluster(&state, store, system_clock()).with_web_proxy_addr(public.clone());
+    let counted = metrics.clone();
+    let incoming =
+        futures_util::StreamExt::inspect(listener::incoming(auth_l, Arc::new(tls)), move |_| {
+            counted.connection()
+        });
     let auth_task = tokio::spawn(
         Server::builder()
+            .layer(crate::diag::MetricsLayer(metrics.clone()))
             .add_service(AuthServiceServer::new(auth.clone()))
             .add_service(UsersServiceServer::new(auth.clone()))
             .add_service(TrustServiceServer::new(auth.clone()))
             .add_service(ClusterConfigServiceServer::new(auth.clone()))
             .add_service(LoginServiceServer::new(auth))
-            .serve_with_incoming(listener::incoming(auth_l, Arc::new(tls))),
+            .serve_with_incoming(incoming),
     );
 
     // The local admin identity, for tpctl on this host.
@@ -321,6 +342,11 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
             auth_addr,
             web_addr,
             admin,
+            diag_addr,
+            metrics: {
+                metrics.set_ready();
+                metrics
+            },
             _lock: lock,
         },
         handle,

@@ -23,6 +23,7 @@
 //! | 2 | the command line is wrong |
 
 pub mod cluster;
+pub mod diag;
 pub mod paths;
 
 use std::fmt;

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 struct Tpd {
     child: Child,
     web: String,
+    diag: String,
     dir: tempfile::TempDir,
     /// The rest of tpd's standard output, read by a thread so tpd never writes to a
     /// closed pipe.
@@ -46,6 +47,8 @@ fn tpd_in(dir: tempfile::TempDir, extra: &[&str]) -> Tpd {
             "127.0.0.1:0",
             "--web-addr",
             "127.0.0.1:0",
+            "--diag-addr",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .arg("--data-dir")
@@ -55,11 +58,15 @@ fn tpd_in(dir: tempfile::TempDir, extra: &[&str]) -> Tpd {
         .spawn()
         .unwrap();
     let mut web = String::new();
+    let mut diag = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.trim().strip_prefix("proxy: https://") {
             web = rest.split_whitespace().next().unwrap().to_string();
+        }
+        if let Some(rest) = line.trim().strip_prefix("diag:  http://") {
+            diag = rest.split_whitespace().next().unwrap().to_string();
         }
         if line.contains("state:") {
             assert!(
@@ -76,6 +83,7 @@ fn tpd_in(dir: tempfile::TempDir, extra: &[&str]) -> Tpd {
     Tpd {
         child,
         web,
+        diag,
         dir,
         rest: Some(rest),
     }
@@ -379,6 +387,26 @@ async fn the_seed_walkthrough_with_the_binaries() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The diagnostics endpoint: ready, and the RPCs and issuances above are counted.
+    let (status, _) = http_get(&t.diag, "/readyz");
+    assert_eq!(status, 200);
+    let (status, metrics) = http_get(&t.diag, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tp_rpc_total{method=\"/proto.AuthService/GetRole\",code=\"OK\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("code=\"PermissionDenied\""), "{metrics}");
+    let issued: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tp_certificates_issued_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        issued >= 3,
+        "password login, tpsh login and auth sign issued certificates: {metrics}"
+    );
+
     // Logging out removes the profile.
     let (ok, out, _) = tpsh(&home, &["logout"], "");
     assert!(ok && out.starts_with("Logged out api-user"), "{out}");
@@ -388,6 +416,26 @@ async fn the_seed_walkthrough_with_the_binaries() {
             .join(t.web.split(':').next().unwrap())
             .exists()
     );
+}
+
+/// A plain-HTTP GET (the diagnostics listener).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        resp.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
 }
 
 fn tpsh(home: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {

@@ -43,6 +43,9 @@ enum Command {
         /// The web address users reach (invite links name it); defaults to --web-addr.
         #[arg(long, value_name = "HOST:PORT")]
         public_addr: Option<String>,
+        /// Serve /healthz, /readyz and Prometheus /metrics here (plain HTTP; keep it private).
+        #[arg(long, value_name = "HOST:PORT")]
+        diag_addr: Option<SocketAddr>,
     },
 }
 
@@ -56,6 +59,7 @@ async fn main() -> ExitCode {
         auth_addr,
         web_addr,
         public_addr,
+        diag_addr,
     } = cli.command;
     if effective_uid() == Some(0) {
         eprintln!(
@@ -74,6 +78,7 @@ async fn main() -> ExitCode {
         auth_addr,
         web_addr,
         public_addr,
+        diag_addr,
     };
     let (running, handle) = match start(cfg).await {
         Ok(r) => r,
@@ -94,6 +99,9 @@ async fn main() -> ExitCode {
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     );
+    if let Some(d) = running.diag_addr {
+        println!("  diag:  http://{d} (/healthz, /readyz, /metrics)");
+    }
     match &running.state_path {
         Some(p) => println!("  state: {} (SQLite; a restart reuses it)", p.display()),
         None => println!("  state: in memory (--in-memory: a restart starts a new cluster)"),

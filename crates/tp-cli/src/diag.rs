@@ -1,0 +1,238 @@
+//! `tpd --diag-addr`: `/healthz`, `/readyz` and Prometheus `/metrics` on a plain-HTTP
+//! listener meant for loopback or a private network.
+//!
+//! Metrics: RPCs by method and gRPC code (a tower layer on the Auth server), accepted
+//! Auth connections, certificates issued, and the process start time. Counters are kept
+//! here, in memory, with no metrics crate: the text format is small.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+
+/// The counters `tpd` exposes.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    rpcs: Mutex<BTreeMap<(String, &'static str), u64>>,
+    connections: AtomicU64,
+    ready: AtomicBool,
+    started: AtomicU64,
+}
+
+/// The methods that issue certificates.
+const ISSUING: &[&str] = &[
+    "/proto.AuthService/GenerateUserCerts",
+    "/tp.login.v1.LoginService/AuthenticateSSHUser",
+];
+
+fn code_name(code: &str) -> &'static str {
+    match code {
+        "0" => "OK",
+        "1" => "Canceled",
+        "2" => "Unknown",
+        "3" => "InvalidArgument",
+        "4" => "DeadlineExceeded",
+        "5" => "NotFound",
+        "6" => "AlreadyExists",
+        "7" => "PermissionDenied",
+        "8" => "ResourceExhausted",
+        "9" => "FailedPrecondition",
+        "10" => "Aborted",
+        "11" => "OutOfRange",
+        "12" => "Unimplemented",
+        "13" => "Internal",
+        "14" => "Unavailable",
+        "15" => "DataLoss",
+        "16" => "Unauthenticated",
+        _ => "Other",
+    }
+}
+
+impl Metrics {
+    /// Fresh counters, with the start time set to now.
+    pub fn new() -> Arc<Self> {
+        let m = Self::default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        m.started.store(now, Ordering::Relaxed);
+        Arc::new(m)
+    }
+
+    /// Counts one RPC to `method` that ended with gRPC `code` (its number as text).
+    pub fn rpc(&self, method: &str, code: &str) {
+        let mut map = self.rpcs.lock().unwrap_or_else(PoisonError::into_inner);
+        *map.entry((method.to_string(), code_name(code)))
+            .or_default() += 1;
+    }
+
+    /// Counts one accepted connection to the Auth server.
+    pub fn connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the cluster ready (both listeners serving).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the cluster is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let rpcs = self
+            .rpcs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut out = String::new();
+        out.push_str("# HELP tp_rpc_total gRPC calls to the Auth server by method and code.\n# TYPE tp_rpc_total counter\n");
+        for ((method, code), n) in &rpcs {
+            out.push_str(&format!(
+                "tp_rpc_total{{method=\"{method}\",code=\"{code}\"}} {n}\n"
+            ));
+        }
+        let issued: u64 = rpcs
+            .iter()
+            .filter(|((m, c), _)| *c == "OK" && ISSUING.contains(&m.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        out.push_str("# HELP tp_certificates_issued_total Successful certificate issuances.\n# TYPE tp_certificates_issued_total counter\n");
+        out.push_str(&format!("tp_certificates_issued_total {issued}\n"));
+        out.push_str("# HELP tp_auth_connections_total Connections accepted by the Auth server.\n# TYPE tp_auth_connections_total counter\n");
+        out.push_str(&format!(
+            "tp_auth_connections_total {}\n",
+            self.connections.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP tp_start_time_seconds When tpd started (Unix time).\n# TYPE tp_start_time_seconds gauge\n");
+        out.push_str(&format!(
+            "tp_start_time_seconds {}\n",
+            self.started.load(Ordering::Relaxed)
+        ));
+        out
+    }
+}
+
+/// A tower layer counting every gRPC call by path and `grpc-status` (tonic answers an
+/// error as a trailers-only response, so the code is in the headers; no header means OK).
+#[derive(Debug, Clone)]
+pub struct MetricsLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service [`MetricsLayer`] wraps around the Auth server.
+#[derive(Debug, Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for MetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_string();
+        let metrics = self.metrics.clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await;
+            if let Ok(r) = &resp {
+                let code = r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0");
+                metrics.rpc(&path, code);
+            }
+            resp
+        })
+    }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use axum::http::StatusCode;
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let ready = metrics.clone();
+    let text = metrics.clone();
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.is_ready() {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = text.clone();
+                async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text.render()) }
+            }),
+        );
+    let _ = axum::serve(listener, app).await;
+}
+
+/// Binds the diagnostics listener.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, crate::CliError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        crate::CliError::new(
+            format!("cannot listen on {addr} for diagnostics: {e}"),
+            "choose another --diag-addr",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_in_prometheus_text() {
+        let m = Metrics::new();
+        m.rpc("/proto.AuthService/GenerateUserCerts", "0");
+        m.rpc("/proto.AuthService/GenerateUserCerts", "7");
+        m.rpc("/proto.AuthService/GetRole", "5");
+        m.connection();
+        let t = m.render();
+        assert!(t.contains("tp_rpc_total{method=\"/proto.AuthService/GenerateUserCerts\",code=\"PermissionDenied\"} 1"), "{t}");
+        assert!(
+            t.contains("tp_rpc_total{method=\"/proto.AuthService/GetRole\",code=\"NotFound\"} 1"),
+            "{t}"
+        );
+        assert!(t.contains("tp_certificates_issued_total 1\n"), "{t}");
+        assert!(t.contains("tp_auth_connections_total 1\n"), "{t}");
+    }
+}
