@@ -5,8 +5,11 @@
 //! cargo xtask interop             run the Go reference suite in tests/interop-go
 //! cargo xtask bench               ratios against baselines measured in the same run
 //! cargo xtask ci                  everything CI runs, in order
+//! cargo xtask test-cluster [--keep]  a running tpd, the walkthrough and the suites against it
+//! cargo xtask man                 man pages into target/man
 //! ```
 
+mod cluster;
 mod codegen;
 mod interop;
 
@@ -34,6 +37,9 @@ fn run() -> anyhow::Result<()> {
         ["interop"] => interop::run(),
         ["bench"] => run_cmd(cargo().args(["run", "--release", "-p", "tp-bench"])),
         ["ci"] => ci(),
+        ["test-cluster"] => cluster::test_cluster(false),
+        ["test-cluster", "--keep"] => cluster::test_cluster(true),
+        ["man"] => cluster::man(),
         [] | ["help"] | ["--help"] | ["-h"] => {
             print!("{}", USAGE);
             Ok(())
@@ -50,6 +56,8 @@ tasks:
   interop            run the Go reference-client suite in tests/interop-go
   bench              benchmarks that print ratios against same-run baselines (release build)
   ci                 fmt, clippy, codegen --check, cargo deny, tests, interop (what CI runs)
+  test-cluster [--keep]  start tpd, run the walkthrough and the suites against it, print a table
+  man                man pages for tpd, tpctl and tpsh into target/man
 ";
 
 /// The workspace root (the parent of this crate's manifest directory).

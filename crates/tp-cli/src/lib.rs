@@ -88,6 +88,53 @@ pub fn short_duration(secs: i64) -> String {
     if s.is_empty() { "0s".into() } else { s }
 }
 
+/// Prints shell completions for `cmd` (the `completion SHELL` subcommand of every tool).
+pub fn print_completions(mut cmd: clap::Command, shell: clap_complete::Shell) {
+    let name = cmd.get_name().to_string();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut buf);
+    write_stdout(&buf);
+}
+
+/// Writes to standard output. When the reader has gone away (`tpctl get role | head`),
+/// exits quietly with status 141 (128 + SIGPIPE), as a tool killed by SIGPIPE would,
+/// instead of panicking as `println!` does.
+pub fn write_stdout(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` that never panics: see [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_stdout(format!($($arg)*).as_bytes()) };
+}
+
+/// `println!` that never panics: see [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::write_stdout(b"\n") };
+    ($($arg:tt)*) => { $crate::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes()) };
+}
+
+/// Prints the man page (roff) for `cmd` (the hidden `man` subcommand; `cargo xtask man`
+/// collects them).
+pub fn print_man(cmd: clap::Command) -> Result<(), CliError> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut buf)
+        .map_err(|e| CliError::plain(format!("writing the man page: {e}")))?;
+    write_stdout(&buf);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,11 +13,33 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A data directory: a temporary one, or the one of a cluster started elsewhere.
+struct DataDir {
+    path: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl DataDir {
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl From<tempfile::TempDir> for DataDir {
+    fn from(t: tempfile::TempDir) -> Self {
+        Self {
+            path: t.path().to_path_buf(),
+            _tmp: Some(t),
+        }
+    }
+}
+
 struct Tpd {
-    child: Child,
+    /// `None` for a cluster started elsewhere (`cargo xtask test-cluster`).
+    child: Option<Child>,
     web: String,
     diag: String,
-    dir: tempfile::TempDir,
+    dir: DataDir,
     /// The rest of tpd's standard output, read by a thread so tpd never writes to a
     /// closed pipe.
     rest: Option<std::thread::JoinHandle<String>>,
@@ -25,21 +47,53 @@ struct Tpd {
 
 impl Drop for Tpd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
 fn tpd() -> Tpd {
     tpd_in(
-        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap().into(),
         &["--cluster-name", "example.com"],
     )
 }
 
+/// The cluster `cargo xtask test-cluster` started, when it runs this test against one
+/// (`TP_TEST_CLUSTER=<data dir>,<web addr>,<diag addr>`); else a fresh tpd.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test reads which cluster to use from its environment"
+)]
+fn cluster_under_test() -> Tpd {
+    match std::env::var("TP_TEST_CLUSTER") {
+        Ok(spec) => {
+            let parts: Vec<&str> = spec.split(',').collect();
+            assert_eq!(
+                parts.len(),
+                3,
+                "TP_TEST_CLUSTER is <data dir>,<web addr>,<diag addr>"
+            );
+            Tpd {
+                child: None,
+                web: parts[1].to_string(),
+                diag: parts[2].to_string(),
+                dir: DataDir {
+                    path: parts[0].into(),
+                    _tmp: None,
+                },
+                rest: None,
+            }
+        }
+        Err(_) => tpd(),
+    }
+}
+
 /// Starts tpd on free loopback ports with `dir` as its data directory; returns once it
 /// has printed where it listens.
-fn tpd_in(dir: tempfile::TempDir, extra: &[&str]) -> Tpd {
+fn tpd_in(dir: DataDir, extra: &[&str]) -> Tpd {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tpd"))
         .args([
             "start",
@@ -81,7 +135,7 @@ fn tpd_in(dir: tempfile::TempDir, extra: &[&str]) -> Tpd {
     let rest =
         std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
     Tpd {
-        child,
+        child: Some(child),
         web,
         diag,
         dir,
@@ -92,16 +146,17 @@ fn tpd_in(dir: tempfile::TempDir, extra: &[&str]) -> Tpd {
 impl Tpd {
     /// Stops tpd with SIGTERM, as a service manager does; returns its data directory
     /// and what it printed after starting.
-    fn stop(mut self) -> (tempfile::TempDir, String) {
+    fn stop(mut self) -> (DataDir, String) {
+        let mut child = self.child.take().expect("a tpd this test started");
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let exit = self.child.wait().unwrap();
+        let exit = child.wait().unwrap();
         assert!(exit.success(), "tpd exits cleanly on SIGTERM: {exit:?}");
         let printed = self.rest.take().unwrap().join().unwrap();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap().into());
         (dir, printed)
     }
 
@@ -188,7 +243,7 @@ async fn https(t: &Tpd, method: &str, path: &str, content_type: &str, body: &str
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_walkthrough_with_the_binaries() {
-    let t = tpd();
+    let t = cluster_under_test();
     let role = t.dir.path().join("api-role.yaml");
     std::fs::write(&role, "kind: role\nversion: v5\nmetadata:\n  name: api-role\nspec:\n  allow:\n    rules:\n      - resources: [role]\n        verbs: [read]\n").unwrap();
     let (ok, out, err) = tpctl(&t, &["create", "-f", role.to_str().unwrap()]);
@@ -406,6 +461,13 @@ async fn the_seed_walkthrough_with_the_binaries() {
         issued >= 3,
         "password login, tpsh login and auth sign issued certificates: {metrics}"
     );
+
+    // tpctl status names the cluster and pins its CAs.
+    let (ok, out, err) = tpctl(&t, &["status"]);
+    assert!(ok, "{err}");
+    let pin = tp_creds::cert::ca_pin(&t.host_ca(), "host CA").unwrap();
+    assert!(out.contains(&format!("host CA:      TLS {pin}")), "{out}");
+    assert!(out.contains("user CA:      SSH SHA256:"), "{out}");
 
     // Logging out removes the profile.
     let (ok, out, _) = tpsh(&home, &["logout"], "");

@@ -109,6 +109,15 @@ pub fn ssh_validity(cert: &ssh_key::Certificate) -> Validity {
     }
 }
 
+/// Teleport's CA pin for a CA certificate: `sha256:` and the hex SHA-256 of its
+/// SubjectPublicKeyInfo (what `tctl status` prints and nodes use to trust a cluster).
+pub fn ca_pin(ca_der: &[u8], origin: &str) -> Result<String, Error> {
+    let cert = parse_x509(ca_der, origin)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.public_key().raw);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
+}
+
 /// Parses an SSH certificate in authorized-keys form (`<type>-cert-v01@openssh.com <base64> [comment]`).
 pub fn parse_ssh_cert(line: &str, origin: &str) -> Result<ssh_key::Certificate, Error> {
     ssh_key::Certificate::from_openssh(line.trim()).map_err(|e| {
@@ -123,6 +132,22 @@ pub fn parse_ssh_cert(line: &str, origin: &str) -> Result<ssh_key::Certificate, 
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn ca_pins_hash_the_public_key() {
+        let key = PrivateKey::generate(crate::KeyAlgorithm::EcdsaP256).unwrap();
+        let a = crate::sign::self_signed_ca("a", &key, 0, 4_000_000_000).unwrap();
+        let b = crate::sign::self_signed_ca("b", &key, 0, 4_000_000_000).unwrap();
+        // Same key, different certificates: same pin.
+        assert_eq!(ca_pin(&a, "a").unwrap(), ca_pin(&b, "b").unwrap());
+        let spki = key.public_key_spki_der().unwrap();
+        let want: String = ring::digest::digest(&ring::digest::SHA256, &spki)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(ca_pin(&a, "a").unwrap(), format!("sha256:{want}"));
+    }
 
     #[test]
     fn validity_errors_name_the_times() {

@@ -78,6 +78,14 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Prints shell completions: bash, zsh, fish, elvish or powershell.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -238,7 +246,7 @@ async fn create(c: &Client, file: &str, force: bool) -> Result<(), CliError> {
                     })?;
                     "created"
                 };
-                println!("role '{name}' has been {verb}");
+                tp_cli::outln!("role '{name}' has been {verb}");
             }
             Resource::User(u) => {
                 let name = u
@@ -251,7 +259,7 @@ async fn create(c: &Client, file: &str, force: bool) -> Result<(), CliError> {
                 } else {
                     c.create_user(u).await.map_err(api)?;
                 }
-                println!(
+                tp_cli::outln!(
                     "user {name:?} has been {}",
                     if force { "updated" } else { "created" }
                 );
@@ -267,7 +275,7 @@ async fn create(c: &Client, file: &str, force: bool) -> Result<(), CliError> {
                 } else {
                     c.create_token(t).await.map_err(api)?;
                 }
-                println!(
+                tp_cli::outln!(
                     "token {name:?} has been {}",
                     if force { "updated" } else { "created" }
                 );
@@ -322,12 +330,12 @@ async fn get(c: &Client, spec: &str, format: Format) -> Result<(), CliError> {
         }
     };
     match format {
-        Format::Yaml => print!("{}", resource::to_yaml(&resources)),
-        Format::Json => println!("{}", resource::to_json(&resources)),
+        Format::Yaml => tp_cli::out!("{}", resource::to_yaml(&resources)),
+        Format::Json => tp_cli::outln!("{}", resource::to_json(&resources)),
         Format::Text => {
-            println!("{:<24} Kind", "Name");
+            tp_cli::outln!("{:<24} Kind", "Name");
             for r in &resources {
-                println!("{:<24} {}", r.name(), r.kind());
+                tp_cli::outln!("{:<24} {}", r.name(), r.kind());
             }
         }
     }
@@ -352,7 +360,7 @@ async fn rm(c: &Client, spec: &str) -> Result<(), CliError> {
             ));
         }
     }
-    println!("{kind} {name:?} has been deleted");
+    tp_cli::outln!("{kind} {name:?} has been deleted");
     Ok(())
 }
 
@@ -437,7 +445,7 @@ async fn users_add(
         .strip_prefix("https://")
         .and_then(|r| r.split('/').next())
         .unwrap_or_default();
-    println!(
+    tp_cli::outln!(
         "User {name:?} has been created but requires a password. Share this URL with the user to complete user setup, link is valid for {}:\n{url}\n\nNOTE: Make sure {host} points at a Teleport proxy which users can access.",
         short_duration(expires - created)
     );
@@ -445,6 +453,14 @@ async fn users_add(
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Completion { shell } => {
+            tp_cli::print_completions(<Cli as clap::CommandFactory>::command(), *shell);
+            return Ok(());
+        }
+        Command::Man => return tp_cli::print_man(<Cli as clap::CommandFactory>::command()),
+        _ => {}
+    }
     let c = client(&cli).await?;
     match &cli.command {
         Command::Create { force, file } => create(&c, file, *force).await,
@@ -460,16 +476,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             UsersCommand::Ls => {
                 let users = c.get_users(false).await.map_err(api)?;
                 if users.is_empty() {
-                    println!("No users found");
+                    tp_cli::outln!("No users found");
                 } else {
-                    println!("{:<24} Roles", "User");
+                    tp_cli::outln!("{:<24} Roles", "User");
                     for u in users {
                         let name = u
                             .metadata
                             .as_ref()
                             .map(|m| m.name.clone())
                             .unwrap_or_default();
-                        println!(
+                        tp_cli::outln!(
                             "{name:<24} {}",
                             u.spec.map(|s| s.roles.join(",")).unwrap_or_default()
                         );
@@ -480,7 +496,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             UsersCommand::Rm { names } => {
                 for n in names.split(',').filter(|n| !n.is_empty()) {
                     c.delete_user(n).await.map_err(api)?;
-                    println!("User {n:?} has been deleted");
+                    tp_cli::outln!("User {n:?} has been deleted");
                 }
                 Ok(())
             }
@@ -495,13 +511,43 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     overwrite,
                 },
         } => auth_sign(&c, user, out, format, ttl, *overwrite).await,
-        Command::Status => {
-            let p = c.ping().await.map_err(api)?;
-            println!("Cluster:      {}", p.cluster_name);
-            println!("Version:      {}", p.server_version);
-            Ok(())
+        Command::Completion { .. } | Command::Man => Ok(()),
+        Command::Status => status(&c).await,
+    }
+}
+
+async fn status(c: &Client) -> Result<(), CliError> {
+    let p = c.ping().await.map_err(api)?;
+    tp_cli::outln!("Cluster:      {}", p.cluster_name);
+    tp_cli::outln!("Version:      {}", p.server_version);
+    for kind in ["host", "user"] {
+        let cas = c.get_cert_authorities(kind, false).await.map_err(api)?;
+        for ca in cas {
+            let Some(keys) = ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) else {
+                continue;
+            };
+            for tls in &keys.tls {
+                let text = String::from_utf8_lossy(&tls.cert);
+                for block in tp_creds::pem::parse_all(&text, "CA").unwrap_or_default() {
+                    let pin = tp_creds::cert::ca_pin(&block.der, "CA")
+                        .map_err(|e| CliError::plain(e.to_string()))?;
+                    tp_cli::outln!("{:<13} TLS {pin}", format!("{kind} CA:"));
+                }
+            }
+            for ssh in &keys.ssh {
+                if let Ok(k) = ssh_key::PublicKey::from_openssh(
+                    String::from_utf8_lossy(&ssh.public_key).trim(),
+                ) {
+                    tp_cli::outln!(
+                        "{:<13} SSH {}",
+                        format!("{kind} CA:"),
+                        k.fingerprint(ssh_key::HashAlg::Sha256)
+                    );
+                }
+            }
         }
     }
+    Ok(())
 }
 
 async fn auth_sign(
@@ -596,7 +642,7 @@ async fn auth_sign(
         ));
     }
     if out == "-" {
-        print!(
+        tp_cli::out!(
             "{}",
             bundle
                 .encode()
@@ -609,7 +655,7 @@ async fn auth_sign(
         .write(fmt, std::path::Path::new(out))
         .map_err(|e| CliError::new(e.to_string(), "check the --out path"))?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    println!("The credentials have been written to {}", names.join(", "));
+    tp_cli::outln!("The credentials have been written to {}", names.join(", "));
     Ok(())
 }
 

@@ -47,11 +47,32 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         diag_addr: Option<SocketAddr>,
     },
+    /// Prints shell completions: bash, zsh, fish, elvish or powershell.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Completion { shell } => {
+            tp_cli::print_completions(<Cli as clap::CommandFactory>::command(), shell);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match tp_cli::print_man(<Cli as clap::CommandFactory>::command()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => report(&e),
+            };
+        }
+        start @ Command::Start { .. } => start,
+    };
     let Command::Start {
         data_dir,
         cluster_name,
@@ -60,7 +81,10 @@ async fn main() -> ExitCode {
         web_addr,
         public_addr,
         diag_addr,
-    } = cli.command;
+    } = command
+    else {
+        return ExitCode::SUCCESS;
+    };
     if effective_uid() == Some(0) {
         eprintln!(
             "warning: tpd runs as root; run it as an unprivileged user (see docs/production.md)"
@@ -84,13 +108,13 @@ async fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return report(&e),
     };
-    println!("tpd: cluster {:?} is running", running.cluster_name);
-    println!("  auth:  {} (gRPC, mutual TLS)", running.auth_addr);
-    println!(
+    tp_cli::outln!("tpd: cluster {:?} is running", running.cluster_name);
+    tp_cli::outln!("  auth:  {} (gRPC, mutual TLS)", running.auth_addr);
+    tp_cli::outln!(
         "  proxy: https://{} (discovery, login, invite pages)",
         running.web_addr
     );
-    println!(
+    tp_cli::outln!(
         "  admin identity: {} (for tpctl on this host)",
         running
             .admin
@@ -100,11 +124,11 @@ async fn main() -> ExitCode {
             .unwrap_or_default()
     );
     if let Some(d) = running.diag_addr {
-        println!("  diag:  http://{d} (/healthz, /readyz, /metrics)");
+        tp_cli::outln!("  diag:  http://{d} (/healthz, /readyz, /metrics)");
     }
     match &running.state_path {
-        Some(p) => println!("  state: {} (SQLite; a restart reuses it)", p.display()),
-        None => println!("  state: in memory (--in-memory: a restart starts a new cluster)"),
+        Some(p) => tp_cli::outln!("  state: {} (SQLite; a restart reuses it)", p.display()),
+        None => tp_cli::outln!("  state: in memory (--in-memory: a restart starts a new cluster)"),
     }
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -120,7 +144,7 @@ async fn main() -> ExitCode {
         _ = term.recv() => {}
         _ = handle => {}
     }
-    println!("tpd: stopped");
+    tp_cli::outln!("tpd: stopped");
     ExitCode::SUCCESS
 }
 

@@ -64,6 +64,14 @@ enum Command {
     Status,
     /// Deletes the current profile's keys and certificates.
     Logout,
+    /// Prints shell completions: bash, zsh, fish, elvish or powershell.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +119,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Status => status(&cli),
         Command::Logout => logout(&cli),
+        Command::Completion { shell } => {
+            tp_cli::print_completions(<Cli as clap::CommandFactory>::command(), *shell);
+            Ok(())
+        }
+        Command::Man => tp_cli::print_man(<Cli as clap::CommandFactory>::command()),
     }
 }
 
@@ -332,7 +345,7 @@ async fn login(
             let text = bundle
                 .encode()
                 .map_err(|e| CliError::plain(e.to_string()))?;
-            print!("{}", text.as_str());
+            tp_cli::out!("{}", text.as_str());
             return Ok(());
         }
         Some(path) => {
@@ -341,7 +354,7 @@ async fn login(
                 .write(fmt, std::path::Path::new(path))
                 .map_err(|e| CliError::new(e.to_string(), "check the --out path"))?;
             for f in files {
-                println!("The certificate has been written to {}", f.display());
+                tp_cli::outln!("The certificate has been written to {}", f.display());
             }
             return Ok(());
         }
@@ -418,14 +431,14 @@ fn print_status(m: &Material, now: SystemTime) {
         }
     });
     if let Some(p) = &m.proxy_addr {
-        println!("> Profile URL:        https://{p}");
+        tp_cli::outln!("> Profile URL:        https://{p}");
     }
-    println!("  Logged in as:       {}", id.username);
-    println!("  Cluster:            {}", id.teleport_cluster);
-    println!("  Roles:              {}", id.groups.join(", "));
-    println!("  Logins:             {}", logins.join(", "));
+    tp_cli::outln!("  Logged in as:       {}", id.username);
+    tp_cli::outln!("  Cluster:            {}", id.teleport_cluster);
+    tp_cli::outln!("  Roles:              {}", id.groups.join(", "));
+    tp_cli::outln!("  Logins:             {}", logins.join(", "));
     if let Some(u) = until {
-        println!("  Valid until:        {u}");
+        tp_cli::outln!("  Valid until:        {u}");
     }
 }
 
@@ -464,6 +477,6 @@ fn logout(cli: &Cli) -> Result<(), CliError> {
     rm(std::fs::remove_file(&yaml), &yaml)?;
     let current = dir.join("current-profile");
     rm(std::fs::remove_file(&current), &current)?;
-    println!("Logged out {} from {}.", cfg.user, cfg.web_proxy_addr);
+    tp_cli::outln!("Logged out {} from {}.", cfg.user, cfg.web_proxy_addr);
     Ok(())
 }
