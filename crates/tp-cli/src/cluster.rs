@@ -414,3 +414,33 @@ pub async fn connect_with(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_ports_name_the_capability() {
+        let e = bind_error(
+            "web",
+            "0.0.0.0:443".parse().unwrap(),
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        )
+        .to_string();
+        assert!(
+            e.contains("cannot listen on 0.0.0.0:443 for the web service"),
+            "{e}"
+        );
+        assert!(e.contains("CAP_NET_BIND_SERVICE"), "{e}");
+        let e = bind_error(
+            "auth",
+            "127.0.0.1:3025".parse().unwrap(),
+            std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        )
+        .to_string();
+        assert!(
+            e.contains("another process listens on 127.0.0.1:3025"),
+            "{e}"
+        );
+    }
+}

@@ -541,6 +541,7 @@ async fn bad_input_gets_one_line_and_a_hint() {
     let (ok, _, err) = tpctl(&t, &["create", "-f", bad.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("not valid YAML"), "{err}");
+    assert!(err.contains("line 4"), "the message shows the line: {err}");
 
     std::fs::write(&bad, "kind: dragon\nversion: v1\nmetadata: {name: x}\n").unwrap();
     let (_, _, err) = tpctl(&t, &["create", "-f", bad.to_str().unwrap()]);
@@ -559,6 +560,26 @@ async fn bad_input_gets_one_line_and_a_hint() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "clap's usage errors exit 2");
+
+    // A data directory that cannot be created (its parent is a file).
+    let out = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args([
+            "start",
+            "--web-addr",
+            "127.0.0.1:0",
+            "--auth-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/etc/hostname/tp",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/etc/hostname/tp") && err.contains("\nhint: "),
+        "{err}"
+    );
 
     // A second tpd on the same port.
     let auth_addr = std::fs::read_to_string(t.dir.path().join("admin/auth-addr")).unwrap();
