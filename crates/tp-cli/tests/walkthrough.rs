@@ -469,6 +469,47 @@ async fn the_seed_walkthrough_with_the_binaries() {
     assert!(out.contains(&format!("host CA:      TLS {pin}")), "{out}");
     assert!(out.contains("user CA:      SSH SHA256:"), "{out}");
 
+    // Join tokens: add, list, remove.
+    let (ok, out, err) = tpctl(&t, &["tokens", "add", "--type=node", "--ttl=5m"]);
+    assert!(ok, "{err}");
+    let token = out
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("The invite token: ")
+        .unwrap()
+        .to_string();
+    assert!(out.contains("This token will expire in 5m."), "{out}");
+    let (ok, out, _) = tpctl(&t, &["tokens", "ls"]);
+    assert!(ok && out.contains(&token) && out.contains("node"), "{out}");
+    let (ok, out, _) = tpctl(&t, &["tokens", "rm", &token]);
+    assert!(
+        ok && out.trim() == format!("Token {token} has been deleted"),
+        "{out}"
+    );
+    let (_, out, _) = tpctl(&t, &["tokens", "ls"]);
+    assert!(!out.contains(&token), "{out}");
+
+    // A password reset link, and the CAs exported.
+    let (ok, out, err) = tpctl(&t, &["users", "reset", "api-user"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("User \"api-user\" has been reset.")
+            && out.contains("link is valid for 8h:"),
+        "{out}"
+    );
+    let (ok, out, _) = tpctl(&t, &["auth", "export", "--type=host"]);
+    assert!(
+        ok && out.starts_with("@cert-authority example.com,*.example.com "),
+        "{out}"
+    );
+    let (ok, out, _) = tpctl(&t, &["auth", "export", "--type=tls-host"]);
+    assert!(ok);
+    assert_eq!(
+        tp_creds::pem::parse_all(&out, "export").unwrap()[0].der,
+        t.host_ca()
+    );
+
     // Logging out removes the profile.
     let (ok, out, _) = tpsh(&home, &["logout"], "");
     assert!(ok && out.starts_with("Logged out api-user"), "{out}");

@@ -73,6 +73,11 @@ enum Command {
     },
     /// Prints the cluster's name and version.
     Status,
+    /// Manages join tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Signs credentials for users.
     Auth {
         #[command(subcommand)]
@@ -89,7 +94,37 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum TokensCommand {
+    /// Creates a join token and prints it.
+    Add {
+        /// System roles the token lets a host join as, comma-separated (node, proxy, ...).
+        #[arg(long = "type", value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// How long the token is valid.
+        #[arg(long, default_value = "30m")]
+        ttl: String,
+        /// Use this value instead of a random one.
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// Lists join tokens.
+    Ls,
+    /// Deletes a join token.
+    Rm {
+        /// The token.
+        token: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuthCommand {
+    /// Prints the cluster's CA public keys and certificates (nothing secret).
+    Export {
+        /// Only this CA: host, user (SSH, authorized_keys/known_hosts lines), tls-host,
+        /// tls-user (PEM certificates).
+        #[arg(long = "type", value_parser = ["host", "user", "tls-host", "tls-user"])]
+        kind: Option<String>,
+    },
     /// Issues certificates for a user and writes them as an identity file (or `tls` /
     /// `openssh` files), like `tctl auth sign`.
     Sign {
@@ -125,6 +160,14 @@ enum UsersCommand {
         logins: Vec<String>,
         /// How long the invite link is valid (e.g. 1h, 30m; at most 48h).
         #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Issues a password-reset link for an existing user.
+    Reset {
+        /// The user name.
+        name: String,
+        /// How long the link is valid (e.g. 8h; at most 24h).
+        #[arg(long, default_value = "8h")]
         ttl: String,
     },
     /// Lists users.
@@ -473,6 +516,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 logins,
                 ttl,
             } => users_add(&c, name, roles, logins, ttl).await,
+            UsersCommand::Reset { name, ttl } => users_reset(&c, name, ttl).await,
             UsersCommand::Ls => {
                 let users = c.get_users(false).await.map_err(api)?;
                 if users.is_empty() {
@@ -502,6 +546,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
         },
         Command::Auth {
+            command: AuthCommand::Export { kind },
+        } => auth_export(&c, kind.as_deref()).await,
+        Command::Tokens { command } => match command {
+            TokensCommand::Add { roles, ttl, value } => {
+                tokens_add(&c, roles, ttl, value.as_deref()).await
+            }
+            TokensCommand::Ls => tokens_ls(&c).await,
+            TokensCommand::Rm { token } => {
+                c.delete_token(token).await.map_err(api)?;
+                tp_cli::outln!("Token {token} has been deleted");
+                Ok(())
+            }
+        },
+        Command::Auth {
             command:
                 AuthCommand::Sign {
                     user,
@@ -514,6 +572,166 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Completion { .. } | Command::Man => Ok(()),
         Command::Status => status(&c).await,
     }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn parse_ttl(ttl: &str) -> Result<i64, CliError> {
+    tp_proto::duration::parse_go(ttl).map_err(|e| {
+        CliError::new(
+            format!("--ttl {ttl:?}: {e}"),
+            "use a duration such as 30m or 8h",
+        )
+    })
+}
+
+async fn users_reset(c: &Client, name: &str, ttl: &str) -> Result<(), CliError> {
+    let ttl_ns = parse_ttl(ttl)?;
+    let token = c
+        .create_reset_password_token(
+            name,
+            UserTokenType::Password,
+            Duration::from_nanos(u64::try_from(ttl_ns).unwrap_or(0)),
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => CliError::new(
+                format!("user {name:?} is not found"),
+                "check the name with `tpctl users ls`",
+            ),
+            _ => api(e),
+        })?;
+    let url = token
+        .spec
+        .as_ref()
+        .map(|s| s.url.clone())
+        .unwrap_or_default();
+    let created = token
+        .spec
+        .as_ref()
+        .and_then(|s| s.created)
+        .map_or(0, |t| t.seconds);
+    let expires = token
+        .metadata
+        .as_ref()
+        .and_then(|m| m.expires)
+        .map_or(0, |t| t.seconds);
+    tp_cli::outln!(
+        "User {name:?} has been reset. Share this URL with the user to complete password reset, link is valid for {}:\n{url}",
+        short_duration(expires - created)
+    );
+    Ok(())
+}
+
+async fn tokens_add(
+    c: &Client,
+    roles: &[String],
+    ttl: &str,
+    value: Option<&str>,
+) -> Result<(), CliError> {
+    let ttl_ns = parse_ttl(ttl)?;
+    let name = match value {
+        Some(v) => v.to_string(),
+        None => {
+            let mut b = [0u8; 16];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+                .map_err(|_| CliError::plain("the system random source failed"))?;
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        }
+    };
+    let expires = now_secs() + ttl_ns / 1_000_000_000;
+    let token = tp_proto::types::ProvisionTokenV2 {
+        kind: "token".into(),
+        version: "v2".into(),
+        metadata: Some(Metadata {
+            name: name.clone(),
+            expires: Some(prost_types::Timestamp {
+                seconds: expires,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }),
+        spec: Some(tp_proto::types::ProvisionTokenSpecV2 {
+            roles: roles.to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    c.create_token(token).await.map_err(api)?;
+    tp_cli::outln!(
+        "The invite token: {name}\nThis token will expire in {}.",
+        short_duration(ttl_ns / 1_000_000_000)
+    );
+    Ok(())
+}
+
+async fn tokens_ls(c: &Client) -> Result<(), CliError> {
+    let tokens = c.get_tokens().await.map_err(api)?;
+    if tokens.is_empty() {
+        tp_cli::outln!("No active tokens found.");
+        return Ok(());
+    }
+    tp_cli::outln!("{:<34} {:<16} Expiry Time (UTC)", "Token", "Type");
+    for t in tokens {
+        let name = t
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let roles = t
+            .spec
+            .as_ref()
+            .map(|s| s.roles.join(","))
+            .unwrap_or_default();
+        let expiry = t
+            .metadata
+            .as_ref()
+            .and_then(|m| m.expires)
+            .and_then(|e| time::OffsetDateTime::from_unix_timestamp(e.seconds).ok())
+            .and_then(|e| {
+                e.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "never".into());
+        tp_cli::outln!("{name:<34} {roles:<16} {expiry}");
+    }
+    Ok(())
+}
+
+async fn auth_export(c: &Client, kind: Option<&str>) -> Result<(), CliError> {
+    let cluster = c.ping().await.map_err(api)?.cluster_name;
+    let want = |k: &str| kind.is_none() || kind == Some(k);
+    for (ca_type, tls_kind) in [("host", "tls-host"), ("user", "tls-user")] {
+        if !want(ca_type) && !want(tls_kind) {
+            continue;
+        }
+        for ca in c.get_cert_authorities(ca_type, false).await.map_err(api)? {
+            let Some(keys) = ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) else {
+                continue;
+            };
+            if want(ca_type) {
+                for k in &keys.ssh {
+                    let key = String::from_utf8_lossy(&k.public_key);
+                    let key = key.trim();
+                    if ca_type == "host" {
+                        tp_cli::outln!("@cert-authority {cluster},*.{cluster} {key} type=host");
+                    } else {
+                        tp_cli::outln!("cert-authority {key} clustername={cluster}&type=user");
+                    }
+                }
+            }
+            if kind == Some(tls_kind) {
+                for t in &keys.tls {
+                    tp_cli::out!("{}", String::from_utf8_lossy(&t.cert));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn status(c: &Client) -> Result<(), CliError> {
