@@ -116,6 +116,24 @@ impl Caller {
         )
     }
 
+    /// Whether the caller holds a user certificate (not a host identity).
+    fn is_user(&self) -> bool {
+        self.identity.signer == Signer::UserCa
+    }
+
+    /// Refuses `call` to a host identity: it is about the caller's own user (its user
+    /// resource, its certificates), which only a user certificate names.
+    fn require_user(&self, call: &str) -> Result<(), Status> {
+        if self.is_user() {
+            return Ok(());
+        }
+        Err(ErrorKind::AccessDenied.status(format!(
+            "{call} needs a user certificate; {:?} is a host identity (system role {})",
+            self.identity.username,
+            self.identity.groups.join(", ")
+        )))
+    }
+
     fn check(&self, kind: &str, verbs: &[&str]) -> Result<(), Status> {
         self.roles
             .check(&self.ctx(), kind, verbs)
@@ -1218,7 +1236,7 @@ impl AuthService for AuthServer {
             return Err(bad("missing name"));
         }
         // A user may always read the roles it holds.
-        if !caller.identity.groups.iter().any(|g| g == name) || caller.is_admin {
+        if !(caller.is_user() && caller.identity.groups.iter().any(|g| g == name)) {
             caller.check("role", &["read"])?;
         }
         Ok(Response::new(self.role(name).await?))
@@ -1345,7 +1363,8 @@ impl AuthService for AuthServer {
     async fn get_user(&self, req: Request<proto::GetUserRequest>) -> Rpc<UserV2> {
         let caller = self.caller(&req).await?;
         let r = req.get_ref();
-        if r.name != caller.identity.username || r.with_secrets {
+        // A user may always read itself, without secrets.
+        if r.name != caller.identity.username || r.with_secrets || !caller.is_user() {
             caller.check("user", &["read"])?;
         }
         Ok(Response::new(self.user(&r.name, r.with_secrets).await?))
@@ -1353,6 +1372,7 @@ impl AuthService for AuthServer {
 
     async fn get_current_user(&self, req: Request<()>) -> Rpc<UserV2> {
         let caller = self.caller(&req).await?;
+        caller.require_user("GetCurrentUser")?;
         Ok(Response::new(
             self.user(&caller.identity.username, false).await?,
         ))
@@ -1524,6 +1544,13 @@ impl AuthService for AuthServer {
         };
         let (target, r) = (target.as_str(), &r);
         self.audited("cert.create", "user", target, caller, |caller| async move {
+            if !caller.is_admin {
+                caller.require_user("GenerateUserCerts")?;
+            } else if r.username.is_empty() {
+                return Err(bad(
+                    "missing username: the Admin identity issues certificates for a named user",
+                ));
+            }
             if target != caller.identity.username && !caller.is_admin {
                 return Err(ErrorKind::AccessDenied
                     .status(format!("impersonating user {target:?} is not allowed")));
@@ -1667,6 +1694,7 @@ impl UsersService for AuthServer {
         let caller = self.caller(&req).await?;
         let r = req.get_ref();
         let name = if r.name.is_empty() && r.current_user {
+            caller.require_user("GetUser(current_user)")?;
             caller.identity.username.clone()
         } else {
             r.name.clone()
@@ -1674,7 +1702,8 @@ impl UsersService for AuthServer {
         if name.is_empty() {
             return Err(bad("missing username"));
         }
-        if name != caller.identity.username || r.with_secrets {
+        // A user may always read itself, without secrets.
+        if name != caller.identity.username || r.with_secrets || !caller.is_user() {
             caller.check("user", &["read"])?;
         }
         Ok(Response::new(GetUserResponse {
