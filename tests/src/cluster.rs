@@ -7,18 +7,12 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tp_auth::bootstrap::{ClusterState, bootstrap};
 use tp_auth::ca::{self, Issued};
 use tp_auth::listener;
 use tp_auth::service::{AuthServer, system_clock};
 use tp_auth::store::{BackendStore, Store};
 use tp_client::{Client, Config, Target};
-use tp_proto::proto::auth_service_server::AuthServiceServer;
-use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
-use tp_proto::teleport::trust::v1::trust_service_server::TrustServiceServer;
-use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
-use tp_proto::tp::login::v1::login_service_server::LoginServiceServer;
 use tp_transport::addr::HostPort;
 
 /// Seconds since the epoch.
@@ -86,13 +80,7 @@ impl TestCluster {
             host: "127.0.0.1".into(),
             port: l.local_addr().expect("local addr").port(),
         };
-        let serve = Server::builder()
-            .add_service(AuthServiceServer::new(auth.clone()))
-            .add_service(UsersServiceServer::new(auth.clone()))
-            .add_service(TrustServiceServer::new(auth.clone()))
-            .add_service(ClusterConfigServiceServer::new(auth.clone()))
-            .add_service(LoginServiceServer::new(auth.clone()))
-            .serve_with_incoming(listener::incoming(l, Arc::new(tls)));
+        let serve = tp_auth::server::serve(auth.clone(), listener::incoming(l, Arc::new(tls)));
         let server = tokio::spawn(async move {
             let _ = serve.await;
         });

@@ -2,21 +2,18 @@
 //! certificates the cluster's own components use.
 //!
 //! Each CA (`user`, `host`) has an X.509 key and self-signed certificate (ECDSA P-256,
-//! subject CN and O = the cluster name, as Teleport's) and an SSH key (Ed25519). They are
+//! subject O and CN = the cluster name, as Teleport's) and an SSH key (Ed25519). They are
 //! stored as `types.CertAuthorityV2` resources with their private keys; anything that
 //! leaves the server goes through [`strip_secrets`] unless the caller may read secrets.
 //!
-//! User certificates carry several roles (O) and logins (L), which `rcgen` cannot write;
-//! they are issued through `tp-creds`'s signing helpers. Host certificates carry one
-//! system role and are issued here.
+//! Certificates are encoded and signed by `tp-creds` (`tp_creds::sign`, with the subject
+//! of a `tp_creds::TlsIdentity`): user certificates in [`crate::usercert`], host
+//! certificates here.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use ssh_key::LineEnding;
 use ssh_key::private::{Ed25519Keypair, PrivateKey};
-use time::{Duration, OffsetDateTime};
+use tp_creds::sign::{X509Signer, self_signed_ca};
+use tp_creds::{KeyAlgorithm, TlsIdentity};
 use tp_proto::types::{
     CaKeySet, CertAuthoritySpecV2, CertAuthorityV2, Metadata, SshKeyPair, TlsKeyPair,
 };
@@ -66,28 +63,16 @@ fn crypto(e: impl std::fmt::Display) -> CaError {
     CaError::Crypto(e.to_string())
 }
 
-fn at(unix: i64) -> Result<OffsetDateTime, CaError> {
-    OffsetDateTime::from_unix_timestamp(unix).map_err(crypto)
-}
+/// How long a new CA is valid: ten years.
+const CA_VALIDITY_SECS: i64 = 3650 * 24 * 3600;
 
 /// Creates a CA of `kind` for `cluster` at time `now` (seconds since the epoch), valid
 /// for ten years.
 pub fn generate(cluster: &str, kind: CaType, now: i64) -> Result<CertAuthorityV2, CaError> {
-    let key = KeyPair::generate().map_err(crypto)?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(crypto)?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cluster);
-    dn.push(DnType::OrganizationName, cluster);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = at(now - 60)?;
-    params.not_after = at(now)? + Duration::days(3650);
-    let cert = params.self_signed(&key).map_err(crypto)?;
+    let key = tp_creds::PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(crypto)?;
+    let cert = self_signed_ca(cluster, &key, now - 60, now + CA_VALIDITY_SECS).map_err(crypto)?;
+    let cert_pem = tp_creds::pem::encode("CERTIFICATE", &cert);
+    let key_pem = key.to_pem().map_err(crypto)?;
 
     let mut seed = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
@@ -115,8 +100,8 @@ pub fn generate(cluster: &str, kind: CaType, now: i64) -> Result<CertAuthorityV2
                     private_key_type: 0,
                 }],
                 tls: vec![TlsKeyPair {
-                    cert: cert.pem().into_bytes(),
-                    key: key.serialize_pem().into_bytes(),
+                    cert: cert_pem.into_bytes(),
+                    key: key_pem.as_bytes().to_vec(),
                     key_type: 0,
                 }],
                 jwt: vec![],
@@ -167,20 +152,23 @@ pub fn strip_secrets(ca: &mut CertAuthorityV2) {
     }
 }
 
-fn issuer(ca: &CertAuthorityV2) -> Result<Issuer<'static, KeyPair>, CaError> {
+/// The CA's active TLS key pair, ready to sign X.509 certificates (any key type).
+pub fn x509_signer(ca: &CertAuthorityV2) -> Result<X509Signer, CaError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
     let kp = ca
         .spec
         .as_ref()
         .and_then(|s| s.active_keys.as_ref())
         .and_then(|k| k.tls.first())
         .ok_or_else(|| CaError::NoKey("no active TLS key pair".into()))?;
+    let cert = CertificateDer::from_pem_slice(&kp.cert)
+        .map_err(|e| CaError::NoKey(format!("TLS certificate: {e}")))?;
     let pem =
         std::str::from_utf8(&kp.key).map_err(|_| CaError::NoKey("TLS key is not PEM".into()))?;
-    let key = KeyPair::from_pem(pem).map_err(|e| CaError::NoKey(format!("TLS key: {e}")))?;
-    let cert_pem = std::str::from_utf8(&kp.cert)
-        .map_err(|_| CaError::NoKey("TLS certificate is not PEM".into()))?;
-    Issuer::from_ca_cert_pem(cert_pem, key)
-        .map_err(|e| CaError::NoKey(format!("TLS certificate: {e}")))
+    let key = tp_creds::PrivateKey::from_pem(pem, "CA TLS key")
+        .map_err(|e| CaError::NoKey(e.to_string()))?;
+    X509Signer::new(&cert, &key).map_err(|e| CaError::NoKey(e.to_string()))
 }
 
 /// A certificate and its freshly generated private key, both PEM.
@@ -218,36 +206,19 @@ pub fn issue_host(
         .as_ref()
         .map(|s| s.cluster_name.clone())
         .unwrap_or_default();
-    let issuer = issuer(host_ca)?;
-    let key = KeyPair::generate().map_err(crypto)?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(crypto)?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, name);
-    dn.push(DnType::OrganizationName, system_role);
-    dn.push(DnType::CustomDnType(vec![1, 3, 9999, 1, 7]), cluster);
-    params.distinguished_name = dn;
-    for san in sans {
-        params
-            .subject_alt_names
-            .push(match san.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(san.clone().try_into().map_err(crypto)?),
-            });
-    }
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.not_before = at(now - 60)?;
-    params.not_after = at(now + ttl_secs)?;
-    let cert = params.signed_by(&key, &issuer).map_err(crypto)?;
+    let signer = x509_signer(host_ca)?;
+    let key = tp_creds::PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(crypto)?;
+    let mut id = TlsIdentity::default();
+    id.username = name.to_string();
+    id.groups = vec![system_role.to_string()];
+    id.teleport_cluster = cluster;
+    let spki = key.public_key_spki_der().map_err(crypto)?;
+    let der = signer
+        .issue(&id, &spki, now - 60, now + ttl_secs, sans)
+        .map_err(crypto)?;
     Ok(Issued {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        cert_pem: tp_creds::pem::encode("CERTIFICATE", &der),
+        key_pem: key.to_pem().map_err(crypto)?.to_string(),
     })
 }
 

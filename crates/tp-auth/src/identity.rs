@@ -9,10 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use tp_creds::TlsIdentity;
 use x509_parser::prelude::{FromDer, X509Certificate};
-
-/// The cluster-of-origin attribute (`1.3.9999.1.7`).
-const OID_TELEPORT_CLUSTER: &str = "1.3.9999.1.7";
 
 /// Which CA signed the caller's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +83,8 @@ fn signed_by(leaf: &X509Certificate<'_>, ca_der: &[u8]) -> bool {
 }
 
 /// Decodes the identity of a verified client certificate (`leaf_der`), attributing it
-/// to the user CA or the host CA by signature.
+/// to the user CA or the host CA by signature. The subject is decoded by
+/// [`tp_creds::TlsIdentity`], the same code that encodes it.
 pub fn from_certificate(
     leaf_der: &[u8],
     user_cas: &[Vec<u8>],
@@ -100,44 +99,23 @@ pub fn from_certificate(
     } else {
         return Err(IdentityError::UnknownSigner);
     };
-    let mut id = Identity {
-        username: String::new(),
-        groups: vec![],
-        usage: vec![],
-        principals: vec![],
-        route_to_cluster: String::new(),
-        traits: BTreeMap::new(),
-        teleport_cluster: String::new(),
-        signer,
-        not_after: cert.validity().not_after.timestamp(),
-    };
-    for rdn in cert.subject().iter() {
-        for attr in rdn.iter() {
-            let Ok(value) = attr.as_str() else { continue };
-            let value = value.to_string();
-            match attr.attr_type().to_id_string().as_str() {
-                "2.5.4.3" => id.username = value,
-                "2.5.4.10" => id.groups.push(value),
-                "2.5.4.11" => id.usage.push(value),
-                "2.5.4.7" => id.principals.push(value),
-                "2.5.4.9" => id.route_to_cluster = value,
-                "2.5.4.17" if value != "null" && !value.is_empty() => {
-                    id.traits = serde_json::from_str(&value).map_err(|e| {
-                        IdentityError::Malformed(format!(
-                            "traits (postalCode) are not a JSON map of lists: {e}"
-                        ))
-                    })?;
-                }
-                OID_TELEPORT_CLUSTER => id.teleport_cluster = value,
-                _ => {}
-            }
-        }
-    }
-    if id.username.is_empty() {
+    let tls = TlsIdentity::from_name(cert.subject(), "client certificate")
+        .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+    if tls.username.is_empty() {
         return Err(IdentityError::Incomplete("user name (CN)"));
     }
-    if id.groups.is_empty() {
+    if tls.groups.is_empty() {
         return Err(IdentityError::Incomplete("roles (O)"));
     }
-    Ok(id)
+    Ok(Identity {
+        username: tls.username,
+        groups: tls.groups,
+        usage: tls.usage,
+        principals: tls.principals,
+        route_to_cluster: tls.route_to_cluster,
+        traits: tls.traits,
+        teleport_cluster: tls.teleport_cluster,
+        signer,
+        not_after: cert.validity().not_after.timestamp(),
+    })
 }

@@ -15,6 +15,8 @@
 //! - [`ca`]: the user and host CAs (X.509 + SSH), host certificates, stripping secrets.
 //! - [`listener`]: the mutual-TLS listener for tonic (concurrent handshakes under a
 //!   deadline, ALPN `h2`, the peer's certificate chain in every request).
+//! - [`server`]: the services assembled on the listener ([`server::serve`]), with
+//!   over-limit requests answered `RESOURCE_EXHAUSTED` as Go's gRPC does.
 //! - [`identity`]: the identity in a client certificate, attributed to the user or host CA.
 //! - [`service`]: the gRPC services (ping, roles, users, join tokens, cluster name),
 //!   every call authorised for the caller its certificate names.
@@ -33,6 +35,7 @@ pub mod identity;
 pub mod listener;
 pub mod password;
 pub mod rbac;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod usercert;

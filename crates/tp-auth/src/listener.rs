@@ -6,6 +6,11 @@
 //! forwards untouched). TLS handshakes run concurrently, each under a deadline, so a
 //! slow or silent client cannot hold up others. The peer's certificate chain reaches
 //! every request as [`PeerInfo`] in its extensions.
+//!
+//! Refusals reach the client as TLS alerts: `certificate_required` (no certificate),
+//! `certificate_expired`, and `unknown_ca` for a certificate no cluster CA signed —
+//! including one signed by another CA of the same name, or altered after signing. Bytes
+//! that are not TLS close the connection at once; nothing else is affected.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,9 +22,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::{
+    self, CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
@@ -46,10 +56,75 @@ pub fn server_config(
         .map_err(|e| rustls::Error::General(format!("client certificate verifier: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(ClusterCaVerifier(verifier)))
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// Verifies client certificates with webpki, but answers a certificate whose signature
+/// does not verify under a trusted CA — one from another cluster's CA of the same name,
+/// or one altered after signing — as `UnknownIssuer` (TLS alert `unknown_ca`: "not signed
+/// by a CA this server trusts"), not `BadSignature` (alert `decrypt_error`, which reads
+/// like a key or cipher problem). All CAs of a Teleport cluster share its name, so
+/// webpki finds a same-named issuer and reports a bad signature for both.
+#[derive(Debug)]
+struct ClusterCaVerifier(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for ClusterCaVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0
+            .verify_client_cert(end_entity, intermediates, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(CertificateError::BadSignature) => {
+                    tracing::info!(
+                        "client certificate signature does not verify under the cluster's CAs \
+                         (another cluster's CA, or an altered certificate)"
+                    );
+                    rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+                }
+                other => other,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// What the server knows about the peer of a request.

@@ -116,6 +116,24 @@ impl Caller {
         )
     }
 
+    /// Whether the caller holds a user certificate (not a host identity).
+    fn is_user(&self) -> bool {
+        self.identity.signer == Signer::UserCa
+    }
+
+    /// Refuses `call` to a host identity: it is about the caller's own user (its user
+    /// resource, its certificates), which only a user certificate names.
+    fn require_user(&self, call: &str) -> Result<(), Status> {
+        if self.is_user() {
+            return Ok(());
+        }
+        Err(ErrorKind::AccessDenied.status(format!(
+            "{call} needs a user certificate; {:?} is a host identity (system role {})",
+            self.identity.username,
+            self.identity.groups.join(", ")
+        )))
+    }
+
     fn check(&self, kind: &str, verbs: &[&str]) -> Result<(), Status> {
         self.roles
             .check(&self.ctx(), kind, verbs)
@@ -940,87 +958,10 @@ const DEFAULT_CERT_TTL: i64 = 12 * 3600;
 /// Turns a public key from a certificate request into a DER SubjectPublicKeyInfo:
 /// PKIX (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`) PEM, or an SSH authorized_keys line.
 fn spki_from(bytes: &[u8]) -> Result<Vec<u8>, Status> {
-    use rustls_pki_types::SubjectPublicKeyInfoDer;
-    use rustls_pki_types::pem::PemObject as _;
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| bad("public key is neither PEM nor an SSH public key"))?
-        .trim();
-    if text.starts_with("-----BEGIN PUBLIC KEY-----") {
-        return SubjectPublicKeyInfoDer::from_pem_slice(text.as_bytes())
-            .map(|k| k.to_vec())
-            .map_err(|e| bad(format!("public key PEM: {e}")));
-    }
-    if text.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
-        let der = rustls_pki_types::pem::from_buf(&mut text.as_bytes())
-            .ok()
-            .flatten()
-            .map(|(_, der)| der)
-            .ok_or_else(|| bad("RSA public key PEM"))?;
-        return Ok(spki_rsa_pkcs1(&der));
-    }
-    let key =
-        ssh_key::PublicKey::from_openssh(text).map_err(|e| bad(format!("public key: {e}")))?;
-    spki_from_ssh(&key)
-}
-
-fn spki_rsa_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
-    use yasna::models::ObjectIdentifier;
-    yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_sequence(|w| {
-                w.next().write_oid(&ObjectIdentifier::from_slice(&[
-                    1, 2, 840, 113_549, 1, 1, 1,
-                ]));
-                w.next().write_null();
-            });
-            w.next().write_bitvec_bytes(pkcs1, pkcs1.len() * 8);
-        });
-    })
-}
-
-fn spki_from_ssh(key: &ssh_key::PublicKey) -> Result<Vec<u8>, Status> {
-    use ssh_key::public::KeyData;
-    use yasna::models::ObjectIdentifier;
-    match key.key_data() {
-        KeyData::Ed25519(k) => Ok(yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                w.next().write_sequence(|w| {
-                    w.next()
-                        .write_oid(&ObjectIdentifier::from_slice(&[1, 3, 101, 112]))
-                });
-                w.next().write_bitvec_bytes(k.as_ref(), 256);
-            });
-        })),
-        KeyData::Ecdsa(ssh_key::public::EcdsaPublicKey::NistP256(p)) => {
-            let point = p.as_bytes();
-            Ok(yasna::construct_der(|w| {
-                w.write_sequence(|w| {
-                    w.next().write_sequence(|w| {
-                        w.next()
-                            .write_oid(&ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 2, 1]));
-                        w.next()
-                            .write_oid(&ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 3, 1, 7]));
-                    });
-                    w.next().write_bitvec_bytes(point, point.len() * 8);
-                });
-            }))
-        }
-        KeyData::Rsa(r) => {
-            let pkcs1 = yasna::construct_der(|w| {
-                w.write_sequence(|w| {
-                    w.next()
-                        .write_bigint_bytes(r.n.as_positive_bytes().unwrap_or_default(), true);
-                    w.next()
-                        .write_bigint_bytes(r.e.as_positive_bytes().unwrap_or_default(), true);
-                });
-            });
-            Ok(spki_rsa_pkcs1(&pkcs1))
-        }
-        other => Err(bad(format!(
-            "unsupported public key type {}",
-            other.algorithm()
-        ))),
-    }
+        .map_err(|_| bad("public key is neither PEM nor an SSH public key"))?;
+    tp_creds::key::public_key_spki_der(text, "the request's public key")
+        .map_err(|e| bad(e.to_string()))
 }
 
 impl AuthServer {
@@ -1218,7 +1159,7 @@ impl AuthService for AuthServer {
             return Err(bad("missing name"));
         }
         // A user may always read the roles it holds.
-        if !caller.identity.groups.iter().any(|g| g == name) || caller.is_admin {
+        if !(caller.is_user() && caller.identity.groups.iter().any(|g| g == name)) {
             caller.check("role", &["read"])?;
         }
         Ok(Response::new(self.role(name).await?))
@@ -1345,7 +1286,8 @@ impl AuthService for AuthServer {
     async fn get_user(&self, req: Request<proto::GetUserRequest>) -> Rpc<UserV2> {
         let caller = self.caller(&req).await?;
         let r = req.get_ref();
-        if r.name != caller.identity.username || r.with_secrets {
+        // A user may always read itself, without secrets.
+        if r.name != caller.identity.username || r.with_secrets || !caller.is_user() {
             caller.check("user", &["read"])?;
         }
         Ok(Response::new(self.user(&r.name, r.with_secrets).await?))
@@ -1353,6 +1295,7 @@ impl AuthService for AuthServer {
 
     async fn get_current_user(&self, req: Request<()>) -> Rpc<UserV2> {
         let caller = self.caller(&req).await?;
+        caller.require_user("GetCurrentUser")?;
         Ok(Response::new(
             self.user(&caller.identity.username, false).await?,
         ))
@@ -1524,6 +1467,13 @@ impl AuthService for AuthServer {
         };
         let (target, r) = (target.as_str(), &r);
         self.audited("cert.create", "user", target, caller, |caller| async move {
+            if !caller.is_admin {
+                caller.require_user("GenerateUserCerts")?;
+            } else if r.username.is_empty() {
+                return Err(bad(
+                    "missing username: the Admin identity issues certificates for a named user",
+                ));
+            }
             if target != caller.identity.username && !caller.is_admin {
                 return Err(ErrorKind::AccessDenied
                     .status(format!("impersonating user {target:?} is not allowed")));
@@ -1667,6 +1617,7 @@ impl UsersService for AuthServer {
         let caller = self.caller(&req).await?;
         let r = req.get_ref();
         let name = if r.name.is_empty() && r.current_user {
+            caller.require_user("GetUser(current_user)")?;
             caller.identity.username.clone()
         } else {
             r.name.clone()
@@ -1674,7 +1625,8 @@ impl UsersService for AuthServer {
         if name.is_empty() {
             return Err(bad("missing username"));
         }
-        if name != caller.identity.username || r.with_secrets {
+        // A user may always read itself, without secrets.
+        if name != caller.identity.username || r.with_secrets || !caller.is_user() {
             caller.check("user", &["read"])?;
         }
         Ok(Response::new(GetUserResponse {

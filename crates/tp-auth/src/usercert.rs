@@ -1,23 +1,25 @@
 //! User certificates: the X.509 certificate with Teleport's identity subject (several
-//! roles in O, several logins in L — one RDN per value, as Go's `pkix` writes them) and
-//! the OpenSSH user certificate with Teleport's extensions, both signed by the user CA.
+//! roles in O, several logins in L) and the OpenSSH user certificate with Teleport's
+//! extensions, both signed by the user CA.
 //!
-//! The X.509 certificate is assembled here with a small DER writer because `rcgen` keeps
-//! one value per subject attribute type.
+//! The wire encodings are `tp-creds`'s, so there is one of each: the subject is
+//! [`tp_creds::TlsIdentity`] (Go's `pkix` order and `SET OF` sorting), the leaf is signed
+//! by [`tp_creds::sign::X509Signer`] (a CA key of any type tp supports), and the SSH
+//! fields and extensions are [`tp_creds::SshIdentity`]'s.
 
 use std::collections::BTreeMap;
 
-use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{PrivateKey, PublicKey};
+use tp_creds::sign::X509Signer;
+use tp_creds::{SshIdentity, TlsIdentity};
 use tp_proto::types::CertAuthorityV2;
-use x509_parser::prelude::{FromDer, X509Certificate};
-use yasna::models::ObjectIdentifier;
 
 use crate::ca::CaError;
+
+/// The SSH principal Teleport appends to every user certificate.
+pub use tp_creds::sshcert::INTERNAL_JOIN_PRINCIPAL;
 
 /// What a user certificate says about its holder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,89 +55,54 @@ impl UserIdentity {
             ..Self::default()
         }
     }
-}
 
-const OID_CN: &[u64] = &[2, 5, 4, 3];
-const OID_O: &[u64] = &[2, 5, 4, 10];
-const OID_L: &[u64] = &[2, 5, 4, 7];
-const OID_STREET: &[u64] = &[2, 5, 4, 9];
-const OID_POSTAL_CODE: &[u64] = &[2, 5, 4, 17];
-const OID_TELEPORT_CLUSTER: &[u64] = &[1, 3, 9999, 1, 7];
-const OID_ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
-const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
-const OID_EXT_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
-const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
-const OID_SERVER_AUTH: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 1];
-const OID_CLIENT_AUTH: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 2];
+    /// The identity as an X.509 subject carries it.
+    pub fn to_tls(&self) -> TlsIdentity {
+        let mut id = TlsIdentity::user(
+            self.username.clone(),
+            self.roles.clone(),
+            self.cluster.clone(),
+        );
+        id.principals.clone_from(&self.logins);
+        id.traits.clone_from(&self.traits);
+        id.route_to_cluster.clone_from(&self.route_to_cluster);
+        id
+    }
 
-fn oid(parts: &[u64]) -> ObjectIdentifier {
-    ObjectIdentifier::from_slice(parts)
-}
-
-/// DER of a UTCTime (before 2050) or GeneralizedTime, as RFC 5280 requires.
-fn der_time(unix: i64) -> Result<Vec<u8>, CaError> {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix)
-        .map_err(|e| CaError::Crypto(e.to_string()))?;
-    let (tag, text) = if (1950..2050).contains(&t.year()) {
-        (
-            0x17u8,
-            format!(
-                "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-                t.year() % 100,
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
-        )
-    } else {
-        (
-            0x18u8,
-            format!(
-                "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
-        )
-    };
-    let mut out = vec![tag, text.len() as u8];
-    out.extend_from_slice(text.as_bytes());
-    Ok(out)
-}
-
-fn subject_der(id: &UserIdentity) -> Result<Vec<u8>, CaError> {
-    let traits = serde_json::to_string(&id.traits).map_err(|e| CaError::Crypto(e.to_string()))?;
-    let mut attrs: Vec<(&[u64], &str)> = vec![(OID_CN, &id.username)];
-    attrs.extend(id.roles.iter().map(|r| (OID_O, r.as_str())));
-    attrs.extend(id.logins.iter().map(|l| (OID_L, l.as_str())));
-    attrs.push((OID_STREET, &id.route_to_cluster));
-    attrs.push((OID_POSTAL_CODE, &traits));
-    attrs.push((OID_TELEPORT_CLUSTER, &id.cluster));
-    Ok(yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            // One RDN (SET) per value: what Go's pkix.Name produces and decodes.
-            for (o, v) in &attrs {
-                w.next().write_set(|w| {
-                    w.next().write_sequence(|w| {
-                        w.next().write_oid(&oid(o));
-                        w.next().write_utf8_string(v);
-                    });
-                });
+    /// The identity as an SSH user certificate carries it, with the `permit-*` flags.
+    pub fn to_ssh(
+        &self,
+        permit_agent_forwarding: bool,
+        permit_port_forwarding: bool,
+    ) -> SshIdentity {
+        let mut id = SshIdentity::user(
+            self.username.clone(),
+            self.roles.clone(),
+            self.route_to_cluster.clone(),
+        );
+        id.logins.clone_from(&self.logins);
+        id.traits.clone_from(&self.traits);
+        for (flag, on) in [
+            ("permit-agent-forwarding", permit_agent_forwarding),
+            ("permit-port-forwarding", permit_port_forwarding),
+        ] {
+            if on {
+                id.extensions.insert(flag.into(), String::new());
             }
-        });
-    }))
+        }
+        id
+    }
+}
+
+fn creds_err(e: tp_creds::Error) -> CaError {
+    CaError::Crypto(e.to_string())
 }
 
 /// The user CA's keys, parsed once: what signs user certificates. Building one costs
 /// about as much as a signature, so the Auth server keeps it for as long as the CA's
 /// keys do not change.
 pub struct UserCaSigner {
-    tls: CaSigner,
+    tls: X509Signer,
     ssh: PrivateKey,
 }
 
@@ -148,51 +115,60 @@ impl std::fmt::Debug for UserCaSigner {
 impl UserCaSigner {
     /// Parses the CA's active TLS and SSH keys.
     pub fn new(user_ca: &CertAuthorityV2) -> Result<Self, CaError> {
-        let kp = user_ca
-            .spec
-            .as_ref()
-            .and_then(|s| s.active_keys.as_ref())
+        let keys = user_ca.spec.as_ref().and_then(|s| s.active_keys.as_ref());
+        let kp = keys
             .and_then(|k| k.ssh.first())
             .ok_or_else(|| CaError::NoKey("no active SSH key".into()))?;
         let ssh = PrivateKey::from_openssh(&kp.private_key)
             .map_err(|e| CaError::NoKey(format!("SSH CA key: {e}")))?;
-        Ok(Self {
-            tls: ca_signer(user_ca)?,
-            ssh,
-        })
+        let kp = keys
+            .and_then(|k| k.tls.first())
+            .ok_or_else(|| CaError::NoKey("no active TLS key pair".into()))?;
+        let cert = CertificateDer::from_pem_slice(&kp.cert)
+            .map_err(|e| CaError::NoKey(format!("CA certificate: {e}")))?;
+        let key_pem =
+            std::str::from_utf8(&kp.key).map_err(|_| CaError::NoKey("CA key is not PEM".into()))?;
+        let key = tp_creds::PrivateKey::from_pem(key_pem, "user CA TLS key")
+            .map_err(|e| CaError::NoKey(e.to_string()))?;
+        let tls = X509Signer::new(&cert, &key).map_err(|e| CaError::NoKey(e.to_string()))?;
+        Ok(Self { tls, ssh })
     }
-}
 
-struct CaSigner {
-    subject_der: Vec<u8>,
-    key: EcdsaKeyPair,
-}
+    /// See [`issue_tls`].
+    pub fn issue_tls(
+        &self,
+        id: &UserIdentity,
+        subject_spki: &[u8],
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<String, CaError> {
+        let der = self
+            .tls
+            .issue(&id.to_tls(), subject_spki, not_before, not_after, &[])
+            .map_err(creds_err)?;
+        Ok(tp_creds::pem::encode("CERTIFICATE", &der))
+    }
 
-fn ca_signer(user_ca: &CertAuthorityV2) -> Result<CaSigner, CaError> {
-    let kp = user_ca
-        .spec
-        .as_ref()
-        .and_then(|s| s.active_keys.as_ref())
-        .and_then(|k| k.tls.first())
-        .ok_or_else(|| CaError::NoKey("no active TLS key pair".into()))?;
-    let cert = CertificateDer::from_pem_slice(&kp.cert)
-        .map_err(|e| CaError::NoKey(format!("CA certificate: {e}")))?;
-    let (_, parsed) = X509Certificate::from_der(&cert)
-        .map_err(|e| CaError::NoKey(format!("CA certificate: {e}")))?;
-    let subject_der = parsed.subject().as_raw().to_vec();
-    let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&kp.key)
-        .map_err(|e| CaError::NoKey(format!("CA key: {e}")))?;
-    let key = EcdsaKeyPair::from_pkcs8(
-        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-        pkcs8.secret_pkcs8_der(),
-        &SystemRandom::new(),
-    )
-    .map_err(|_| {
-        CaError::NoKey(
-            "the user CA key is not ECDSA P-256 (the only algorithm tp's user CA uses)".into(),
-        )
-    })?;
-    Ok(CaSigner { subject_der, key })
+    /// See [`issue_ssh`].
+    pub fn issue_ssh(
+        &self,
+        id: &UserIdentity,
+        subject: &PublicKey,
+        valid_after: i64,
+        valid_before: i64,
+        permit_agent_forwarding: bool,
+        permit_port_forwarding: bool,
+    ) -> Result<String, CaError> {
+        let secs = |t: i64| u64::try_from(t.max(0)).unwrap_or(0);
+        let cert = id
+            .to_ssh(permit_agent_forwarding, permit_port_forwarding)
+            .sign(subject, &self.ssh, secs(valid_after), secs(valid_before))
+            .map_err(creds_err)?;
+        let line = cert
+            .to_openssh()
+            .map_err(|e| CaError::Crypto(format!("SSH certificate: {e}")))?;
+        Ok(format!("{line}\n"))
+    }
 }
 
 /// Issues the X.509 user certificate for `subject_spki` (a DER SubjectPublicKeyInfo),
@@ -228,153 +204,14 @@ pub fn issue_ssh(
     )
 }
 
-impl UserCaSigner {
-    /// See [`issue_tls`].
-    pub fn issue_tls(
-        &self,
-        id: &UserIdentity,
-        subject_spki: &[u8],
-        not_before: i64,
-        not_after: i64,
-    ) -> Result<String, CaError> {
-        let ca = &self.tls;
-        let subject = subject_der(id)?;
-        let (nb, na) = (der_time(not_before)?, der_time(not_after)?);
-        let mut serial = [0u8; 16];
-        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut serial)
-            .map_err(|_| CaError::Crypto("no randomness".into()))?;
-        serial[0] &= 0x7f;
-        let alg = |w: yasna::DERWriter<'_>| {
-            w.write_sequence(|w| w.next().write_oid(&oid(OID_ECDSA_SHA256)))
-        };
-        let tbs = yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                w.next()
-                    .write_tagged(yasna::Tag::context(0), |w| w.write_u8(2));
-                w.next().write_bigint_bytes(&serial, true);
-                alg(w.next());
-                w.next().write_der(&ca.subject_der);
-                w.next().write_sequence(|w| {
-                    w.next().write_der(&nb);
-                    w.next().write_der(&na);
-                });
-                w.next().write_der(&subject);
-                w.next().write_der(subject_spki);
-                w.next().write_tagged(yasna::Tag::context(3), |w| {
-                    w.write_sequence(|w| {
-                        // keyUsage: digitalSignature | keyEncipherment, critical.
-                        w.next().write_sequence(|w| {
-                            w.next().write_oid(&oid(OID_KEY_USAGE));
-                            w.next().write_bool(true);
-                            w.next().write_bytes(&yasna::construct_der(|w| {
-                                w.write_bitvec_bytes(&[0b1010_0000], 3)
-                            }));
-                        });
-                        w.next().write_sequence(|w| {
-                            w.next().write_oid(&oid(OID_EXT_KEY_USAGE));
-                            w.next().write_bytes(&yasna::construct_der(|w| {
-                                w.write_sequence(|w| {
-                                    w.next().write_oid(&oid(OID_SERVER_AUTH));
-                                    w.next().write_oid(&oid(OID_CLIENT_AUTH));
-                                })
-                            }));
-                        });
-                        w.next().write_sequence(|w| {
-                            w.next().write_oid(&oid(OID_BASIC_CONSTRAINTS));
-                            w.next().write_bool(true);
-                            w.next()
-                                .write_bytes(&yasna::construct_der(|w| w.write_sequence(|_| {})));
-                        });
-                    });
-                });
-            });
-        });
-        let sig = ca
-            .key
-            .sign(&SystemRandom::new(), &tbs)
-            .map_err(|_| CaError::Crypto("signing the certificate failed".into()))?;
-        let cert = yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                w.next().write_der(&tbs);
-                alg(w.next());
-                w.next()
-                    .write_bitvec_bytes(sig.as_ref(), sig.as_ref().len() * 8);
-            });
-        });
-        Ok(pem("CERTIFICATE", &cert))
-    }
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        s.push('\n');
-    }
-    s.push_str(&format!("-----END {label}-----\n"));
-    s
-}
-
-/// The SSH principal Teleport appends to every user certificate.
-pub const INTERNAL_JOIN_PRINCIPAL: &str = "-teleport-internal-join";
-
-impl UserCaSigner {
-    /// See [`issue_ssh`].
-    pub fn issue_ssh(
-        &self,
-        id: &UserIdentity,
-        subject: &PublicKey,
-        valid_after: i64,
-        valid_before: i64,
-        permit_agent_forwarding: bool,
-        permit_port_forwarding: bool,
-    ) -> Result<String, CaError> {
-        let ca_key = &self.ssh;
-        let mut nonce = [0u8; 16];
-        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut nonce)
-            .map_err(|_| CaError::Crypto("no randomness".into()))?;
-        let err = |e: ssh_key::Error| CaError::Crypto(format!("SSH certificate: {e}"));
-        let mut b = Builder::new(
-            nonce.to_vec(),
-            subject.key_data().clone(),
-            u64::try_from(valid_after.max(0)).unwrap_or(0),
-            u64::try_from(valid_before.max(0)).unwrap_or(0),
-        )
-        .map_err(err)?;
-        b.cert_type(CertType::User).map_err(err)?;
-        b.key_id(id.username.clone()).map_err(err)?;
-        for l in &id.logins {
-            b.valid_principal(l.clone()).map_err(err)?;
-        }
-        b.valid_principal(INTERNAL_JOIN_PRINCIPAL).map_err(err)?;
-        b.extension("permit-pty", "").map_err(err)?;
-        if permit_agent_forwarding {
-            b.extension("permit-agent-forwarding", "").map_err(err)?;
-        }
-        if permit_port_forwarding {
-            b.extension("permit-port-forwarding", "").map_err(err)?;
-        }
-        let roles = serde_json::json!({ "roles": id.roles }).to_string();
-        let traits =
-            serde_json::to_string(&id.traits).map_err(|e| CaError::Crypto(e.to_string()))?;
-        b.extension("teleport-roles", roles).map_err(err)?;
-        b.extension("teleport-traits", traits).map_err(err)?;
-        b.extension("teleport-route-to-cluster", id.route_to_cluster.clone())
-            .map_err(err)?;
-        let cert = b.sign(ca_key).map_err(err)?;
-        let line = cert.to_openssh().map_err(err)?;
-        Ok(format!("{line}\n"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ca::{CaType, generate, tls_certs_der};
     use ssh_key::HashAlg;
+    use ssh_key::certificate::CertType;
     use std::process::Command;
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
 
     fn id() -> UserIdentity {
         let mut id = UserIdentity::new(
@@ -401,8 +238,10 @@ mod tests {
             crate::identity::from_certificate(&der, &tls_certs_der(&ca), &tls_certs_der(&host))
                 .unwrap();
         assert_eq!(decoded.username, "alice");
-        assert_eq!(decoded.groups, ["api-role", "access"]);
-        assert_eq!(decoded.principals, ["alice", "root"]);
+        // All roles in one RDN, a DER SET OF sorted by encoding as Go writes it (so the
+        // shorter "access" first); likewise the logins.
+        assert_eq!(decoded.groups, ["access", "api-role"]);
+        assert_eq!(decoded.principals, ["root", "alice"]);
         assert_eq!(decoded.traits["logins"], ["alice", "root"]);
         assert_eq!(decoded.route_to_cluster, "example.com");
         assert_eq!(decoded.teleport_cluster, "example.com");

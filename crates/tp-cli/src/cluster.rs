@@ -8,7 +8,6 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tp_auth::bootstrap::{BootstrapError, bootstrap};
 use tp_auth::ca::{self, Issued};
 use tp_auth::listener;
@@ -16,11 +15,6 @@ use tp_auth::service::{AuthServer, system_clock};
 use tp_auth::store::{BackendStore, Store};
 use tp_backend::SqliteBackend;
 use tp_client::{Client, Config, Target};
-use tp_proto::proto::auth_service_server::AuthServiceServer;
-use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
-use tp_proto::teleport::trust::v1::trust_service_server::TrustServiceServer;
-use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
-use tp_proto::tp::login::v1::login_service_server::LoginServiceServer;
 use tp_proxy::port::WebPort;
 use tp_proxy::web::{WebConfig, router};
 use tp_transport::addr::HostPort;
@@ -236,21 +230,26 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         .map_err(|e| CliError::plain(format!("Auth server TLS: {e}")))?;
     let auth =
         AuthServer::for_cluster(&state, store, system_clock()).with_web_proxy_addr(public.clone());
+    // Count accepted connections on the way to the server.
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let mut accepted = listener::incoming(auth_l, Arc::new(tls));
     let counted = metrics.clone();
-    let incoming =
-        futures_util::StreamExt::inspect(listener::incoming(auth_l, Arc::new(tls)), move |_| {
-            counted.connection()
-        });
-    let auth_task = tokio::spawn(
-        Server::builder()
-            .layer(crate::diag::MetricsLayer(metrics.clone()))
-            .add_service(AuthServiceServer::new(auth.clone()))
-            .add_service(UsersServiceServer::new(auth.clone()))
-            .add_service(TrustServiceServer::new(auth.clone()))
-            .add_service(ClusterConfigServiceServer::new(auth.clone()))
-            .add_service(LoginServiceServer::new(auth))
-            .serve_with_incoming(incoming),
-    );
+    tokio::spawn(async move {
+        while let Some(conn) = futures_util::StreamExt::next(&mut accepted).await {
+            counted.connection();
+            if tx.send(conn).await.is_err() {
+                break;
+            }
+        }
+    });
+    let observed = metrics.clone();
+    let observer: tp_auth::server::RpcObserver =
+        Arc::new(move |path, code| observed.rpc(path, code));
+    let auth_task = tokio::spawn(tp_auth::server::serve_observed(
+        auth,
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        Some(observer),
+    ));
 
     // The local admin identity, for tpctl on this host.
     let admin = AdminIdentity::in_dir(&cfg.data_dir);

@@ -1,7 +1,7 @@
 //! `tpd --diag-addr`: `/healthz`, `/readyz` and Prometheus `/metrics` on a plain-HTTP
 //! listener meant for loopback or a private network.
 //!
-//! Metrics: RPCs by method and gRPC code (a tower layer on the Auth server), accepted
+//! Metrics: RPCs by method and gRPC code (reported by the Auth server's observer hook), accepted
 //! Auth connections, certificates issued, and the process start time. Counters are kept
 //! here, in memory, with no metrics crate: the text format is small.
 
@@ -9,9 +9,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
-
-use futures_util::future::BoxFuture;
 
 /// The counters `tpd` exposes.
 #[derive(Debug, Default)]
@@ -116,60 +113,6 @@ impl Metrics {
             self.started.load(Ordering::Relaxed)
         ));
         out
-    }
-}
-
-/// A tower layer counting every gRPC call by path and `grpc-status` (tonic answers an
-/// error as a trailers-only response, so the code is in the headers; no header means OK).
-#[derive(Debug, Clone)]
-pub struct MetricsLayer(pub Arc<Metrics>);
-
-impl<S> tower::Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: self.0.clone(),
-        }
-    }
-}
-
-/// The service [`MetricsLayer`] wraps around the Auth server.
-#[derive(Debug, Clone)]
-pub struct MetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, B, RB> tower::Service<http::Request<B>> for MetricsService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Send,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_string();
-        let metrics = self.metrics.clone();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let resp = fut.await;
-            if let Ok(r) = &resp {
-                let code = r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0");
-                metrics.rpc(&path, code);
-            }
-            resp
-        })
     }
 }
 

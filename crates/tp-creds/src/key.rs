@@ -344,6 +344,65 @@ impl PrivateKey {
     }
 }
 
+/// The DER SubjectPublicKeyInfo of a public key as a certificate request carries it: a
+/// PKIX (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`) PEM, or an SSH authorized_keys line
+/// (Ed25519, ECDSA P-256, RSA). `origin` names the key in errors.
+pub fn public_key_spki_der(text: &str, origin: &str) -> Result<Vec<u8>, Error> {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    use rsa::pkcs1::DecodeRsaPublicKey as _;
+    use ssh_key::public::{EcdsaPublicKey, KeyData};
+    let text = text.trim();
+    let err = |e: &dyn std::fmt::Display| Error::invalid(origin, format!("public key: {e}"));
+    if text.starts_with("-----BEGIN") {
+        let blocks = pem::parse_all(text, origin)?;
+        let block = blocks
+            .first()
+            .ok_or_else(|| Error::missing(origin, "PEM public key block"))?;
+        return match block.label.as_str() {
+            "PUBLIC KEY" => Ok(block.der.clone()),
+            "RSA PUBLIC KEY" => rsa::RsaPublicKey::from_pkcs1_der(&block.der)
+                .map_err(|e| err(&e))?
+                .to_public_key_der()
+                .map(|d| d.as_bytes().to_vec())
+                .map_err(|e| err(&e)),
+            other => Err(Error::UnsupportedKey {
+                origin: origin.into(),
+                what: format!("PEM block {other:?} (expected a public key)"),
+            }),
+        };
+    }
+    let key = ssh_key::PublicKey::from_openssh(text).map_err(|e| err(&e))?;
+    let doc = match key.key_data() {
+        KeyData::Ed25519(k) => ed25519_dalek::VerifyingKey::from_bytes(&k.0)
+            .map_err(|e| err(&e))?
+            .to_public_key_der(),
+        KeyData::Ecdsa(EcdsaPublicKey::NistP256(point)) => {
+            p256::PublicKey::from_sec1_bytes(point.as_bytes())
+                .map_err(|e| err(&e))?
+                .to_public_key_der()
+        }
+        KeyData::Rsa(k) => {
+            let int = |m: &ssh_key::Mpint| {
+                m.as_positive_bytes()
+                    .map(rsa::BigUint::from_bytes_be)
+                    .ok_or_else(|| {
+                        Error::invalid(origin, "public key: RSA integer is not positive")
+                    })
+            };
+            rsa::RsaPublicKey::new(int(&k.n)?, int(&k.e)?)
+                .map_err(|e| err(&e))?
+                .to_public_key_der()
+        }
+        other => {
+            return Err(Error::UnsupportedKey {
+                origin: origin.into(),
+                what: format!("SSH public key type {}", other.algorithm()),
+            });
+        }
+    };
+    doc.map(|d| d.as_bytes().to_vec()).map_err(|e| err(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +429,32 @@ mod tests {
             // rustls (ring) accepts the PKCS#8 form.
             rustls::crypto::ring::sign::any_supported_type(&k.to_rustls().unwrap()).unwrap();
         }
+    }
+
+    #[test]
+    fn public_keys_in_every_request_form_give_the_same_spki() {
+        use rsa::pkcs1::EncodeRsaPublicKey as _;
+        for alg in [
+            KeyAlgorithm::Ed25519,
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::Rsa { bits: 2048 },
+        ] {
+            let k = PrivateKey::generate(alg).unwrap();
+            let spki = k.public_key_spki_der().unwrap();
+            let ssh = k.ssh_public_key().unwrap().to_openssh().unwrap();
+            assert_eq!(public_key_spki_der(&ssh, "t").unwrap(), spki, "{alg} SSH");
+            let pkix = pem::encode("PUBLIC KEY", &spki);
+            assert_eq!(public_key_spki_der(&pkix, "t").unwrap(), spki, "{alg} PKIX");
+            if let Inner::Rsa(r) = &k.inner {
+                let pkcs1 = r.to_public_key().to_pkcs1_der().unwrap();
+                let pkcs1 = pem::encode("RSA PUBLIC KEY", pkcs1.as_bytes());
+                assert_eq!(public_key_spki_der(&pkcs1, "t").unwrap(), spki, "PKCS#1");
+            }
+        }
+        let e = public_key_spki_der("not a key", "req")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("req: "), "{e}");
     }
 
     #[test]

@@ -206,4 +206,48 @@ mod tests {
             prop_assert!(selector_matches(&sel(&[("*", &["*"])]), &ls).unwrap());
         }
     }
+
+    /// The spec's selector rule (wire-api §4.5), written independently: an empty selector
+    /// matches nothing, `'*': ['*']` everything; otherwise every key must be present with
+    /// a value matching one of its patterns (`*` anything, `p*` a prefix, else equality).
+    fn oracle(selector: &BTreeMap<String, Vec<String>>, labels: &BTreeMap<String, String>) -> bool {
+        if selector.is_empty() {
+            return false;
+        }
+        if selector
+            .get("*")
+            .is_some_and(|v| v.iter().any(|x| x == "*"))
+        {
+            return true;
+        }
+        selector.iter().all(|(k, pats)| {
+            labels.get(k).is_some_and(|v| {
+                pats.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => v.starts_with(prefix),
+                    None => p == v,
+                })
+            })
+        })
+    }
+
+    fn pattern() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ab]{0,2}",
+            Just("*".to_string()),
+            "[ab]{0,2}".prop_map(|p| format!("{p}*")),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn selectors_follow_the_spec(
+            selector in proptest::collection::btree_map("[xy*]", proptest::collection::vec(pattern(), 1..3), 0..3),
+            ls in proptest::collection::btree_map("[xy]", "[ab]{0,2}", 0..3),
+        ) {
+            // `*` as a key is only valid as `'*': ['*']` (a BadParameter otherwise).
+            let valid = selector.get("*").is_none_or(|v| v == &["*"]);
+            prop_assume!(valid);
+            prop_assert_eq!(selector_matches(&selector, &ls).unwrap(), oracle(&selector, &ls));
+        }
+    }
 }
