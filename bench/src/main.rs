@@ -235,6 +235,10 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     ok &= report("GenerateUserCerts", gen_rate, raw_rate, 0.5);
 
+    // 3. tpd cold start to ready on the embedded default (SQLite), first start (CAs are
+    // generated) and restart (state reused). Goal: under 1 s.
+    ok &= cold_start().await?;
+
     println!(
         "bench: {}",
         if ok {
@@ -244,4 +248,42 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// Times `tp_cli::cluster::start` (what `tpd start` runs before it prints that it is
+/// ready) on a fresh data directory and again on the same one.
+async fn cold_start() -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let cfg = tp_cli::cluster::ClusterConfig {
+        data_dir: dir.path().to_path_buf(),
+        cluster_name: Some("example.com".into()),
+        storage: tp_cli::cluster::Storage::Sqlite,
+        auth_addr: "127.0.0.1:0".parse()?,
+        web_addr: "127.0.0.1:0".parse()?,
+        public_addr: None,
+        diag_addr: None,
+    };
+    let budget = Duration::from_secs(1);
+    let mut ok = true;
+    for what in ["first start", "restart"] {
+        let t = Instant::now();
+        let (running, handle) = tp_cli::cluster::start(cfg.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let took = t.elapsed();
+        anyhow::ensure!(
+            running.metrics.is_ready(),
+            "the cluster says it is not ready"
+        );
+        let ratio = took.as_secs_f64() / budget.as_secs_f64();
+        let verdict = if took < budget { "meets" } else { "BELOW" };
+        println!(
+            "tpd cold start ({what}): {:.0} ms to ready, {ratio:.2} of the 1 s budget ({verdict} the goal)",
+            took.as_secs_f64() * 1000.0
+        );
+        ok &= took < budget;
+        handle.abort();
+        drop(running);
+    }
+    Ok(ok)
 }
