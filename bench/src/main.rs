@@ -260,6 +260,7 @@ async fn cold_start() -> anyhow::Result<bool> {
         storage: tp_cli::cluster::Storage::Sqlite,
         auth_addr: "127.0.0.1:0".parse()?,
         web_addr: "127.0.0.1:0".parse()?,
+        tunnel_addr: "127.0.0.1:0".parse()?,
         public_addr: None,
         diag_addr: None,
     };

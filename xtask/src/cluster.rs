@@ -54,6 +54,7 @@ struct Cluster {
     auth: String,
     web: String,
     diag: String,
+    tunnel: String,
 }
 
 impl Drop for Cluster {
@@ -70,7 +71,8 @@ fn start_cluster() -> anyhow::Result<Cluster> {
             .with_context(|| format!("clearing {}", data_dir.display()))?;
     }
     std::fs::create_dir_all(&data_dir)?;
-    let (auth, web, diag) = (
+    let (auth, web, diag, tunnel) = (
+        format!("127.0.0.1:{}", free_port()?),
         format!("127.0.0.1:{}", free_port()?),
         format!("127.0.0.1:{}", free_port()?),
         format!("127.0.0.1:{}", free_port()?),
@@ -87,6 +89,8 @@ fn start_cluster() -> anyhow::Result<Cluster> {
             &web,
             "--diag-addr",
             &diag,
+            "--tunnel-addr",
+            &tunnel,
         ])
         .arg("--data-dir")
         .arg(&data_dir)
@@ -100,6 +104,7 @@ fn start_cluster() -> anyhow::Result<Cluster> {
         auth,
         web,
         diag,
+        tunnel,
     };
     let started = Instant::now();
     loop {
@@ -153,7 +158,7 @@ pub(crate) fn test_cluster(keep: bool) -> anyhow::Result<()> {
     run_cmd(cargo().args(["build", "-p", "tp-cli", "--bins"]))?;
     let c = start_cluster()?;
     let d = c.data_dir.display().to_string();
-    let spec = format!("{d},{},{}", c.web, c.diag);
+    let spec = format!("{d},{},{},{}", c.web, c.diag, c.tunnel);
     let go_dir = root().join("tests/interop-go");
     let mut cases = vec![
         case(
@@ -203,11 +208,12 @@ pub(crate) fn test_cluster(keep: bool) -> anyhow::Result<()> {
         let tpctl = bin("tpctl");
         let tpsh = bin("tpsh");
         eprintln!(
-            "\nThe cluster keeps running (pid {pid}); stop it with `kill {pid}`.\n  auth:  {auth}\n  proxy: https://{web}\n  diag:  http://{diag}/metrics\n  admin identity: {d}/admin\n\nTry:\n  {tpctl} --data-dir {d} status\n  {tpctl} --data-dir {d} get role/api-role --format text\n  {tpsh} --home {d}/tsh login --proxy {web} --user api-user --ca-file {d}/admin/ca.pem   (password: correct horse)\n  {tpctl} -i {d}/api-user.pem --auth-server {auth} get role/api-role",
+            "\nThe cluster keeps running (pid {pid}); stop it with `kill {pid}`.\n  auth:  {auth}\n  proxy: https://{web}\n  tunnel: {tunnel}\n  diag:  http://{diag}/metrics\n  admin identity: {d}/admin\n\nTry:\n  {tpctl} --data-dir {d} status\n  {tpctl} --data-dir {d} get role/api-role --format text\n  {tpsh} --home {d}/tsh login --proxy {web} --user api-user --ca-file {d}/admin/ca.pem   (password: correct horse)\n  {tpctl} -i {d}/api-user.pem --auth-server {auth} get role/api-role",
             pid = c.child.id(),
             auth = c.auth,
             web = c.web,
             diag = c.diag,
+            tunnel = c.tunnel,
             tpctl = tpctl.display(),
             tpsh = tpsh.display(),
         );

@@ -47,6 +47,8 @@ pub struct ClusterConfig {
     pub auth_addr: SocketAddr,
     /// The Proxy's web listener.
     pub web_addr: SocketAddr,
+    /// The Proxy's reverse-tunnel (SSH) listener.
+    pub tunnel_addr: SocketAddr,
     /// The web address users are told (invite links, login hints).
     pub public_addr: Option<String>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics` (plain HTTP), if anywhere.
@@ -64,6 +66,8 @@ pub struct Running {
     pub auth_addr: SocketAddr,
     /// The Proxy's web address.
     pub web_addr: SocketAddr,
+    /// The Proxy's reverse-tunnel address.
+    pub tunnel_addr: SocketAddr,
     /// The local admin identity's files.
     pub admin: AdminIdentity,
     /// The diagnostics address, when serving one.
@@ -102,6 +106,79 @@ fn tls_parts(
     let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
         .map_err(|e| CliError::plain(format!("issued key: {e}")))?;
     Ok((vec![cert], key))
+}
+
+/// The proxy's reverse-tunnel server: a fresh Ed25519 host key with a host certificate
+/// from the cluster's SSH host CA (role `Proxy`; principals naming the listen addresses,
+/// `localhost` and the public host, since clients check the name they dialled), trusting
+/// the user CA's SSH keys, forwarding transport dials to the Auth server.
+fn tunnel_server(
+    state: &tp_auth::bootstrap::ClusterState,
+    listen: &[SocketAddr],
+    public: &str,
+    auth: HostPort,
+) -> Result<tp_transport::tunnel::TunnelServer, CliError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        CliError::plain(format!("reverse tunnel {what}: {e}"))
+    };
+    let host_ca = state
+        .host_ca
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_keys.as_ref())
+        .and_then(|k| k.ssh.first())
+        .ok_or_else(|| CliError::plain("the host CA has no SSH key"))?;
+    let host_ca = ssh_key::PrivateKey::from_openssh(&host_ca.private_key)
+        .map_err(|e| fail("host CA key", &e))?;
+    let key = tp_creds::PrivateKey::generate(tp_creds::KeyAlgorithm::Ed25519)
+        .map_err(|e| fail("host key", &e))?;
+    let ssh_key = key.to_ssh().map_err(|e| fail("host key", &e))?;
+    let mut id = tp_creds::SshHostIdentity::new("proxy", &state.name, "Proxy");
+    id.principals.push("localhost".into());
+    for a in listen {
+        id.principals.push(a.ip().to_string());
+    }
+    if let Ok(hp) =
+        tp_transport::addr::parse_host_port(public, tp_transport::addr::PortRule::Default(443))
+    {
+        id.principals.push(hp.host);
+    }
+    id.principals.sort();
+    id.principals.dedup();
+    let now = u64::try_from(now()).unwrap_or(0);
+    let cert = id
+        .sign(
+            ssh_key.public_key(),
+            &host_ca,
+            now.saturating_sub(60),
+            now + 365 * 86400,
+        )
+        .map_err(|e| fail("host certificate", &e))?;
+    let pair = tp_ssh::KeyPair::new(&ssh_key)
+        .and_then(|k| k.with_certificate(cert))
+        .map_err(|e| fail("host key", &e))?;
+    let user_cas: Vec<_> = state
+        .user_ca
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_keys.as_ref())
+        .map(|k| k.ssh.iter().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|k| {
+            ssh_key::PublicKey::from_openssh(String::from_utf8_lossy(&k.public_key).trim()).ok()
+        })
+        .map(|k| tp_ssh::fingerprint(&k))
+        .collect();
+    if user_cas.is_empty() {
+        return Err(CliError::plain(
+            "the user CA has no SSH key to trust on the reverse tunnel",
+        ));
+    }
+    Ok(tp_transport::tunnel::TunnelServer::new(
+        tp_ssh::ServerConfig::new(Arc::new(pair), user_cas),
+        auth,
+    ))
 }
 
 /// The SQLite file under a data directory.
@@ -192,6 +269,12 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         .await
         .map_err(|e| bind_error("web", cfg.web_addr, e))?;
     let auth_addr = auth_l
+        .local_addr()
+        .map_err(|e| CliError::plain(e.to_string()))?;
+    let tunnel_l = TcpListener::bind(cfg.tunnel_addr)
+        .await
+        .map_err(|e| bind_error("tunnel", cfg.tunnel_addr, e))?;
+    let tunnel_addr = tunnel_l
         .local_addr()
         .map_err(|e| CliError::plain(e.to_string()))?;
     let web_addr = web_l
@@ -299,7 +382,8 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
     .await?;
     let mut proxy = ProxySettings::default();
     proxy.ssh.web_listen_addr = web_addr.to_string();
-    proxy.ssh.public_addr = public;
+    proxy.ssh.tunnel_listen_addr = tunnel_addr.to_string();
+    proxy.ssh.public_addr = public.clone();
     let web = router(
         Arc::new(WebConfig::new(state.name.clone(), proxy)),
         Some(proxy_client),
@@ -328,11 +412,16 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         host: auth_addr.ip().to_string(),
         port: auth_addr.port(),
     };
-    let web_task =
-        tokio::spawn(WebPort::new(state.name.clone(), web_tls, web, auth_hp).serve(web_l));
+    let tunnel = tunnel_server(&state, &[tunnel_addr, web_addr], &public, auth_hp.clone())?;
+    let tunnel_task = tokio::spawn(tp_proxy::tunnel::serve(tunnel_l, tunnel.clone()));
+    let web_task = tokio::spawn(
+        WebPort::new(state.name.clone(), web_tls, web, auth_hp)
+            .with_tunnel(tunnel)
+            .serve(web_l),
+    );
 
     let handle = tokio::spawn(async move {
-        let _ = tokio::join!(auth_task, web_task);
+        let _ = tokio::join!(auth_task, web_task, tunnel_task);
     });
     Ok((
         Running {
@@ -340,6 +429,7 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
             state_path,
             auth_addr,
             web_addr,
+            tunnel_addr,
             admin,
             diag_addr,
             metrics: {

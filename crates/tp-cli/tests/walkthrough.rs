@@ -39,6 +39,7 @@ struct Tpd {
     child: Option<Child>,
     web: String,
     diag: String,
+    tunnel: String,
     dir: DataDir,
     /// The rest of tpd's standard output, read by a thread so tpd never writes to a
     /// closed pipe.
@@ -73,13 +74,14 @@ fn cluster_under_test() -> Tpd {
             let parts: Vec<&str> = spec.split(',').collect();
             assert_eq!(
                 parts.len(),
-                3,
-                "TP_TEST_CLUSTER is <data dir>,<web addr>,<diag addr>"
+                4,
+                "TP_TEST_CLUSTER is <data dir>,<web addr>,<diag addr>,<tunnel addr>"
             );
             Tpd {
                 child: None,
                 web: parts[1].to_string(),
                 diag: parts[2].to_string(),
+                tunnel: parts[3].to_string(),
                 dir: DataDir {
                     path: parts[0].into(),
                     _tmp: None,
@@ -101,6 +103,8 @@ fn tpd_in(dir: DataDir, extra: &[&str]) -> Tpd {
             "127.0.0.1:0",
             "--web-addr",
             "127.0.0.1:0",
+            "--tunnel-addr",
+            "127.0.0.1:0",
             "--diag-addr",
             "127.0.0.1:0",
         ])
@@ -113,11 +117,15 @@ fn tpd_in(dir: DataDir, extra: &[&str]) -> Tpd {
         .unwrap();
     let mut web = String::new();
     let mut diag = String::new();
+    let mut tunnel = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.trim().strip_prefix("proxy: https://") {
             web = rest.split_whitespace().next().unwrap().to_string();
+        }
+        if let Some(rest) = line.trim().strip_prefix("tunnel: ") {
+            tunnel = rest.split_whitespace().next().unwrap().to_string();
         }
         if let Some(rest) = line.trim().strip_prefix("diag:  http://") {
             diag = rest.split_whitespace().next().unwrap().to_string();
@@ -138,6 +146,7 @@ fn tpd_in(dir: DataDir, extra: &[&str]) -> Tpd {
         child: Some(child),
         web,
         diag,
+        tunnel,
         dir,
         rest: Some(rest),
     }
@@ -380,7 +389,10 @@ async fn the_seed_walkthrough_with_the_binaries() {
     );
     let creds = tp_creds::IdentityFile::from_path(&id_path);
     let auth = t.auth_addr().to_string();
-    for addr in [auth.as_str(), t.web.as_str()] {
+    // The Auth server directly, the proxy's web port (TLS routing) and the proxy's
+    // reverse tunnel (SSH): each address is raced in every mode; only the right one can
+    // succeed.
+    for addr in [auth.as_str(), t.web.as_str(), t.tunnel.as_str()] {
         let config = tp_client::Config::new()
             .credentials(&creds, &[addr])
             .unwrap();
@@ -418,29 +430,48 @@ async fn the_seed_walkthrough_with_the_binaries() {
     );
     assert!(!ok && err.contains("access denied"), "{err}");
 
-    // Teleport's own Go client with the same identity file: the same results.
-    let out = Command::new("go")
-        .args([
-            "run",
-            "./cmd/clientcheck",
-            &auth,
-            "-i",
-            id_path.to_str().unwrap(),
-            "-",
-            "user",
-        ])
-        .current_dir(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/interop-go"
-        ))
-        .output()
-        .expect("Go runs the reference client (install Go; see README.md)");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The tunnel mode on its own.
+    let material = tp_creds::Credentials::load(&creds).unwrap();
+    let config = tp_client::Config::new().target(tp_transport::connector::Target::Tunnel {
+        tunnel_addr: tp_transport::addr::parse_host_port(
+            &t.tunnel,
+            tp_transport::addr::PortRule::Default(3024),
+        )
+        .unwrap(),
+        ssh: Box::new(material.ssh.clone().unwrap()),
+        tls: material.tls.clone(),
+        server_name: "teleport.cluster.local".into(),
+        credential: "api-user.pem".into(),
+    });
+    let client = tp_client::Client::connect(config).await.unwrap();
+    assert!(client.get_role("api-role").await.is_ok());
+
+    // Teleport's own Go client with the same identity file, directly and through the
+    // proxy's reverse tunnel: the same results.
+    for addr in [auth.as_str(), t.tunnel.as_str()] {
+        let out = Command::new("go")
+            .args([
+                "run",
+                "./cmd/clientcheck",
+                addr,
+                "-i",
+                id_path.to_str().unwrap(),
+                "-",
+                "user",
+            ])
+            .current_dir(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../tests/interop-go"
+            ))
+            .output()
+            .expect("Go runs the reference client (install Go; see README.md)");
+        assert!(
+            out.status.success(),
+            "{addr}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // The diagnostics endpoint: ready, and the RPCs and issuances above are counted.
     let (status, _) = http_get(&t.diag, "/readyz");
@@ -608,6 +639,8 @@ async fn bad_input_gets_one_line_and_a_hint() {
             "start",
             "--web-addr",
             "127.0.0.1:0",
+            "--tunnel-addr",
+            "127.0.0.1:0",
             "--auth-addr",
             "127.0.0.1:0",
             "--data-dir",
@@ -630,6 +663,8 @@ async fn bad_input_gets_one_line_and_a_hint() {
             "start",
             "--web-addr",
             "127.0.0.1:0",
+            "--tunnel-addr",
+            "127.0.0.1:0",
             "--auth-addr",
             auth_addr.trim(),
             "--data-dir",
@@ -646,6 +681,8 @@ async fn bad_input_gets_one_line_and_a_hint() {
         .args([
             "start",
             "--web-addr",
+            "127.0.0.1:0",
+            "--tunnel-addr",
             "127.0.0.1:0",
             "--auth-addr",
             "127.0.0.1:0",
@@ -822,6 +859,8 @@ async fn a_restarted_tpd_keeps_its_cluster() {
             "--auth-addr",
             "127.0.0.1:0",
             "--web-addr",
+            "127.0.0.1:0",
+            "--tunnel-addr",
             "127.0.0.1:0",
             "--data-dir",
         ])

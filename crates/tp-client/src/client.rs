@@ -128,8 +128,9 @@ impl Config {
 
     /// Adds targets for `addrs` with the material of `creds` (a profile, an identity
     /// file, a key pair, ...): each address is raced as an Auth server (direct mutual
-    /// TLS, port 3025 by default) and as a proxy's web port (TLS routing, port 443 by
-    /// default). With no addresses, the credential's own proxy address is used (profiles
+    /// TLS, port 3025 by default), as a proxy's reverse tunnel (SSH, port 3024 by
+    /// default; when the credential has SSH material) and as a proxy's web port (TLS
+    /// routing, port 443 by default). With no addresses, the credential's own proxy address is used (profiles
     /// name one) with TLS routing only, as Teleport's client does.
     ///
     /// The credential is read now and its certificates checked against the clock: an
@@ -188,6 +189,20 @@ impl Config {
                 .map_err(bad)?;
                 self.targets.push(Target::Direct {
                     addr: auth,
+                    tls: material.tls.clone(),
+                    server_name: material.server_name.clone(),
+                    credential: material.origin.clone(),
+                });
+            }
+            if let (false, Some(ssh)) = (proxy_only, &material.ssh) {
+                let tunnel = tp_transport::addr::parse_host_port(
+                    &a,
+                    tp_transport::addr::PortRule::Default(3024),
+                )
+                .map_err(bad)?;
+                self.targets.push(Target::Tunnel {
+                    tunnel_addr: tunnel,
+                    ssh: Box::new(ssh.clone()),
                     tls: material.tls.clone(),
                     server_name: material.server_name.clone(),
                     credential: material.origin.clone(),

@@ -18,6 +18,7 @@
 pub mod invite;
 pub mod login;
 pub mod port;
+pub mod tunnel;
 pub mod web;
 
 /// The Teleport version tp's proxy reports to clients (`server_version`): the release

@@ -29,8 +29,11 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WebPort {
     cluster: String,
     tls: Arc<ServerConfig>,
+    /// The same certificate, offering only `teleport-reversetunnel`.
+    tunnel_tls: Arc<ServerConfig>,
     web: axum::Router,
     auth_addr: HostPort,
+    tunnel: Option<tp_transport::tunnel::TunnelServer>,
 }
 
 impl WebPort {
@@ -44,6 +47,8 @@ impl WebPort {
         auth_addr: HostPort,
     ) -> Self {
         let mut tls = tls;
+        let mut tunnel_tls = tls.clone();
+        tunnel_tls.alpn_protocols = vec![alpn::REVERSE_TUNNEL.as_bytes().to_vec()];
         tls.alpn_protocols = vec![
             alpn::H2.as_bytes().to_vec(),
             alpn::HTTP1.as_bytes().to_vec(),
@@ -51,9 +56,19 @@ impl WebPort {
         Self {
             cluster: cluster.into(),
             tls: Arc::new(tls),
+            tunnel_tls: Arc::new(tunnel_tls),
             web,
             auth_addr,
+            tunnel: None,
         }
+    }
+
+    /// Also serves the reverse tunnel on this port (ALPN `teleport-reversetunnel`, what
+    /// Teleport's clients use when the proxy routes by TLS).
+    #[must_use]
+    pub fn with_tunnel(mut self, tunnel: tp_transport::tunnel::TunnelServer) -> Self {
+        self.tunnel = Some(tunnel);
+        self
     }
 
     /// Accepts connections until the listener fails; each is handled on its own task.
@@ -94,7 +109,14 @@ impl WebPort {
                 Ok(())
             }
             Route::ReverseTunnel => {
-                Err("the reverse tunnel over the web port is not served by this proxy yet".into())
+                let Some(tunnel) = &self.tunnel else {
+                    return Err("this proxy does not serve the reverse tunnel".into());
+                };
+                let tls = TlsAcceptor::from(self.tunnel_tls.clone())
+                    .accept(stream)
+                    .await?;
+                tunnel.serve(tls, Some(peer)).await?;
+                Ok(())
             }
             _ => {
                 let tls = TlsAcceptor::from(self.tls.clone()).accept(stream).await?;

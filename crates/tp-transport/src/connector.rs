@@ -31,6 +31,20 @@ pub enum Target {
         /// Where the credential came from, for error messages.
         credential: String,
     },
+    /// mTLS to the Auth server inside an SSH `teleport-transport` channel through the
+    /// proxy's reverse-tunnel port.
+    Tunnel {
+        /// The proxy's tunnel address (`host:3024`).
+        tunnel_addr: HostPort,
+        /// The credential's SSH material (user certificate, host CAs).
+        ssh: Box<tp_creds::SshMaterial>,
+        /// The credential's TLS configuration (for the Auth server, end to end).
+        tls: Arc<ClientConfig>,
+        /// The TLS server name (normally `teleport.cluster.local`).
+        server_name: String,
+        /// Where the credential came from, for error messages.
+        credential: String,
+    },
     /// mTLS through the proxy's web port with TLS routing.
     TlsRouting {
         /// The proxy's web address (`host:3080` or `:443`).
@@ -57,6 +71,11 @@ impl Target {
                 credential,
                 ..
             } => Attempt::new(web_addr.to_string(), credential.clone(), "tls-routing"),
+            Self::Tunnel {
+                tunnel_addr,
+                credential,
+                ..
+            } => Attempt::new(tunnel_addr.to_string(), credential.clone(), "tunnel"),
         }
     }
 
@@ -75,6 +94,13 @@ impl Target {
                 server_name,
                 ..
             } => dial::tls_routing(&web_addr, &cluster, tls, &server_name, &proxy).await,
+            Self::Tunnel {
+                tunnel_addr,
+                ssh,
+                tls,
+                server_name,
+                ..
+            } => crate::tunnel::dial(&tunnel_addr, &ssh, tls, &server_name, &proxy).await,
         }
     }
 }

@@ -60,6 +60,14 @@ pub enum DialError {
     },
     /// The server name for TLS is not a valid DNS name or IP.
     BadServerName(String),
+    /// The SSH tunnel failed: handshake, host certificate, user authentication, or the
+    /// proxy refused the transport dial (its message is kept).
+    Ssh {
+        /// The tunnel address dialled.
+        addr: String,
+        /// The SSH error.
+        source: tp_ssh::Error,
+    },
 }
 
 impl fmt::Display for DialError {
@@ -79,6 +87,7 @@ impl fmt::Display for DialError {
                 ),
             },
             Self::BadServerName(n) => write!(f, "invalid TLS server name {n:?}"),
+            Self::Ssh { addr, source } => write!(f, "SSH tunnel to {addr}: {source}"),
         }
     }
 }
@@ -87,6 +96,7 @@ impl std::error::Error for DialError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Tcp { source, .. } | Self::Tls { source, .. } => Some(source),
+            Self::Ssh { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -202,7 +212,7 @@ pub async fn tls<S: AsyncRead + AsyncWrite + Unpin>(
         })
 }
 
-fn require_h2<S>(tls: &TlsStream<S>, addr: &HostPort) -> Result<(), DialError> {
+pub(crate) fn require_h2<S>(tls: &TlsStream<S>, addr: &HostPort) -> Result<(), DialError> {
     let negotiated = tls
         .get_ref()
         .1

@@ -32,4 +32,5 @@ pub mod discovery;
 pub mod proxy_env;
 pub mod race;
 pub mod rewind;
+pub mod tunnel;
 pub mod web;

@@ -40,6 +40,10 @@ enum Command {
         /// The Proxy's web address (HTTPS, discovery, login, invite pages, TLS routing).
         #[arg(long, default_value = "127.0.0.1:3080")]
         web_addr: SocketAddr,
+        /// The Proxy's reverse-tunnel address (SSH; Teleport's clients reach the Auth
+        /// server through it).
+        #[arg(long, default_value = "127.0.0.1:3024")]
+        tunnel_addr: SocketAddr,
         /// The web address users reach (invite links name it); defaults to --web-addr.
         #[arg(long, value_name = "HOST:PORT")]
         public_addr: Option<String>,
@@ -79,6 +83,7 @@ async fn main() -> ExitCode {
         in_memory,
         auth_addr,
         web_addr,
+        tunnel_addr,
         public_addr,
         diag_addr,
     } = command
@@ -101,6 +106,7 @@ async fn main() -> ExitCode {
         },
         auth_addr,
         web_addr,
+        tunnel_addr,
         public_addr,
         diag_addr,
     };
@@ -122,6 +128,10 @@ async fn main() -> ExitCode {
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_default()
+    );
+    tp_cli::outln!(
+        "  tunnel: {} (SSH reverse tunnel to the Auth server)",
+        running.tunnel_addr
     );
     if let Some(d) = running.diag_addr {
         tp_cli::outln!("  diag:  http://{d} (/healthz, /readyz, /metrics)");

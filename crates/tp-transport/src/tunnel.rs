@@ -1,0 +1,192 @@
+//! The reverse-tunnel mode (wire-client spec §8), both halves.
+//!
+//! Client: SSH (tp-ssh) to the proxy's tunnel address as the credential's user
+//! certificate, the proxy's host certificate checked against the credential's host CAs;
+//! a `teleport-transport` channel dialled to `@remote-auth-server`; then mutual TLS with
+//! the Auth server *inside* the channel, end to end — the proxy only splices bytes.
+//!
+//! Server (what tp-proxy runs on its tunnel port): accept SSH from users whose
+//! certificates the user CA signed and that carry Teleport roles, answer each
+//! `teleport-transport` dial to `@remote-auth-server` by connecting to the Auth server and
+//! splicing, refuse everything else with the error text Teleport's client shows.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::client::TlsStream;
+use tp_ssh::teleport::{DialRequest, dial_transport, serve_transport};
+use tp_ssh::{Channel, Session};
+
+use crate::addr::HostPort;
+use crate::dial::{self, BoxedStream, DialError};
+use crate::proxy_env::ProxyMatcher;
+
+/// The address a client dials through the tunnel to reach the Auth server.
+pub const REMOTE_AUTH_SERVER: &str = "@remote-auth-server";
+
+/// A `teleport-transport` channel that keeps its SSH session alive as long as it lives.
+pub struct TunnelStream {
+    channel: Channel,
+    _session: Session,
+}
+
+impl fmt::Debug for TunnelStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelStream")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for TunnelStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.channel).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TunnelStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.channel).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.channel).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.channel).poll_shutdown(cx)
+    }
+}
+
+/// The SSH client configuration for a credential's SSH material: log in as its user
+/// (first principal), present its certificate, trust its host CAs.
+pub fn client_config(
+    ssh: &tp_creds::SshMaterial,
+    addr: &HostPort,
+) -> Result<tp_ssh::ClientConfig, DialError> {
+    let fail = |e: tp_ssh::Error| DialError::Ssh {
+        addr: addr.to_string(),
+        source: e,
+    };
+    let key = tp_ssh::KeyPair::new(&ssh.signer)
+        .map_err(fail)?
+        .with_certificate(ssh.certificate.clone())
+        .map_err(fail)?;
+    let mut cfg = tp_ssh::ClientConfig::new(ssh.user.clone(), Arc::new(key));
+    cfg.trusted_host_cas = ssh.host_cas.iter().map(tp_ssh::fingerprint).collect();
+    Ok(cfg)
+}
+
+/// Opens the `teleport-transport` channel to the Auth server through the proxy's tunnel
+/// at `tunnel_addr`: a raw byte stream to the Auth server (no TLS yet).
+pub async fn open(
+    tunnel_addr: &HostPort,
+    ssh: &tp_creds::SshMaterial,
+    matcher: &ProxyMatcher,
+) -> Result<TunnelStream, DialError> {
+    let cfg = Arc::new(client_config(ssh, tunnel_addr)?);
+    let tcp = dial::tcp(tunnel_addr, matcher).await?;
+    let fail = |e: tp_ssh::Error| DialError::Ssh {
+        addr: tunnel_addr.to_string(),
+        source: e,
+    };
+    let session = tp_ssh::Client::connect(tcp, cfg).await.map_err(fail)?;
+    let channel = dial_transport(&session, &DialRequest::auth_server())
+        .await
+        .map_err(fail)?;
+    Ok(TunnelStream {
+        channel,
+        _session: session,
+    })
+}
+
+/// Tunnel mode: the transport channel, then mutual TLS with the Auth server inside it
+/// (`h2` required).
+pub async fn dial(
+    tunnel_addr: &HostPort,
+    ssh: &tp_creds::SshMaterial,
+    tls: Arc<ClientConfig>,
+    server_name: &str,
+    matcher: &ProxyMatcher,
+) -> Result<TlsStream<BoxedStream>, DialError> {
+    let stream: BoxedStream = Box::new(open(tunnel_addr, ssh, matcher).await?);
+    let mut config = (*tls).clone();
+    config.alpn_protocols = vec![crate::alpn::H2.as_bytes().to_vec()];
+    let what = format!("{tunnel_addr} (through the tunnel)");
+    let tls = dial::tls(stream, Arc::new(config), server_name, &what).await?;
+    dial::require_h2(&tls, tunnel_addr)?;
+    Ok(tls)
+}
+
+/// What the tunnel server needs: its SSH configuration (host key and certificate, the
+/// user CAs it trusts) and where the Auth server is.
+#[derive(Debug, Clone)]
+pub struct TunnelServer {
+    config: Arc<tp_ssh::ServerConfig>,
+    auth_addr: HostPort,
+}
+
+impl TunnelServer {
+    /// A server presenting `config`'s host certificate and forwarding transport dials to
+    /// `auth_addr`.
+    pub fn new(config: tp_ssh::ServerConfig, auth_addr: HostPort) -> Self {
+        Self {
+            config: Arc::new(config),
+            auth_addr,
+        }
+    }
+
+    /// Serves one connection until the client goes away: SSH handshake and user
+    /// authentication, the Teleport roles check, then every channel the client opens.
+    pub async fn serve<S>(&self, stream: S, peer: Option<IpAddr>) -> Result<(), tp_ssh::Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (session, who) = tp_ssh::Server::accept(stream, self.config.clone(), peer).await?;
+        // Teleport refuses user certificates without roles on the tunnel.
+        let has_roles = who.certificate.as_ref().is_some_and(|c| {
+            c.extensions()
+                .get("teleport-roles")
+                .is_some_and(|r| !r.is_empty())
+        });
+        if !has_roles {
+            tracing::info!(user = %who.user, "tunnel: certificate has no teleport-roles extension");
+            session.disconnect();
+            return Err(tp_ssh::Error::Auth(
+                "certificate missing roles in \"teleport-roles\" extension".into(),
+            ));
+        }
+        while let Some(incoming) = session.next_channel().await {
+            let auth = self.auth_addr.clone();
+            tokio::spawn(async move {
+                let result = serve_transport(incoming, |req: DialRequest| async move {
+                    if req.address != REMOTE_AUTH_SERVER {
+                        return Err(format!(
+                            "failed connecting to {}: this proxy only reaches its Auth server ({REMOTE_AUTH_SERVER})",
+                            req.address
+                        ));
+                    }
+                    tokio::net::TcpStream::connect((auth.host.as_str(), auth.port))
+                        .await
+                        .map_err(|e| format!("failed connecting to the Auth server at {auth}: {e}"))
+                })
+                .await;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "tunnel: transport channel ended");
+                }
+            });
+        }
+        Ok(())
+    }
+}
