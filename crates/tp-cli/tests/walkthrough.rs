@@ -446,10 +446,15 @@ async fn the_seed_walkthrough_with_the_binaries() {
     let client = tp_client::Client::connect(config).await.unwrap();
     assert!(client.get_role("api-role").await.is_ok());
 
-    // Teleport's own Go client with the same identity file, directly and through the
-    // proxy's reverse tunnel: the same results.
-    for addr in [auth.as_str(), t.tunnel.as_str()] {
+    // Teleport's own Go client with the same identity file: directly, through the
+    // proxy's reverse tunnel, and given only the proxy's web address (discovery, then the
+    // tunnel; or the tunnel over the web port by TLS routing): the same results.
+    for addr in [auth.as_str(), t.tunnel.as_str(), t.web.as_str()] {
         let out = Command::new("go")
+            .env(
+                "CLIENTCHECK_INSECURE",
+                if addr == t.web { "1" } else { "0" },
+            )
             .args([
                 "run",
                 "./cmd/clientcheck",
