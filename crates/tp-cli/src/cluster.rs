@@ -117,7 +117,7 @@ fn tunnel_server(
     listen: &[SocketAddr],
     public: &str,
     auth: HostPort,
-) -> Result<tp_transport::tunnel::TunnelServer, CliError> {
+) -> Result<(tp_transport::tunnel::TunnelServer, String), CliError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         CliError::plain(format!("reverse tunnel {what}: {e}"))
     };
@@ -154,6 +154,9 @@ fn tunnel_server(
             now + 365 * 86400,
         )
         .map_err(|e| fail("host certificate", &e))?;
+    let cert_line = cert
+        .to_openssh()
+        .map_err(|e| fail("host certificate", &e))?;
     let pair = tp_ssh::KeyPair::new(&ssh_key)
         .and_then(|k| k.with_certificate(cert))
         .map_err(|e| fail("host key", &e))?;
@@ -175,9 +178,12 @@ fn tunnel_server(
             "the user CA has no SSH key to trust on the reverse tunnel",
         ));
     }
-    Ok(tp_transport::tunnel::TunnelServer::new(
-        tp_ssh::ServerConfig::new(Arc::new(pair), user_cas),
-        auth,
+    Ok((
+        tp_transport::tunnel::TunnelServer::new(
+            tp_ssh::ServerConfig::new(Arc::new(pair), user_cas),
+            auth,
+        ),
+        cert_line,
     ))
 }
 
@@ -412,7 +418,15 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         host: auth_addr.ip().to_string(),
         port: auth_addr.port(),
     };
-    let tunnel = tunnel_server(&state, &[tunnel_addr, web_addr], &public, auth_hp.clone())?;
+    let (tunnel, host_cert) =
+        tunnel_server(&state, &[tunnel_addr, web_addr], &public, auth_hp.clone())?;
+    // The proxy's SSH host certificate, public, for operators (`ssh-keygen -L -f`).
+    private_dir(&cfg.data_dir.join("proxy"))?;
+    write_atomic(
+        &cfg.data_dir.join("proxy").join("ssh_host_cert.pub"),
+        format!("{host_cert}\n").as_bytes(),
+        0o644,
+    )?;
     let tunnel_task = tokio::spawn(tp_proxy::tunnel::serve(tunnel_l, tunnel.clone()));
     let web_task = tokio::spawn(
         WebPort::new(state.name.clone(), web_tls, web, auth_hp)

@@ -478,6 +478,56 @@ async fn the_seed_walkthrough_with_the_binaries() {
         );
     }
 
+    // The proxy's SSH host certificate, as ssh-keygen sees it, and the ping JSON as curl
+    // gets it (verifying the web certificate against the cluster's CA).
+    let cert = t.dir.path().join("proxy/ssh_host_cert.pub");
+    let out = Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(&cert)
+        .output()
+        .expect("ssh-keygen (openssh-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("host certificate"),
+        "{text}"
+    );
+    let tunnel_ip = t.tunnel.rsplit_once(':').unwrap().0;
+    for p in ["localhost", tunnel_ip] {
+        assert!(
+            text.contains(&format!("\n                {p}\n")),
+            "principal {p}: {text}"
+        );
+    }
+    assert!(
+        text.contains("x-teleport-role Proxy") || text.contains("x-teleport-role"),
+        "{text}"
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(t.dir.path().join("admin/ca.pem"))
+        .arg(format!("https://{}/webapi/ping", t.web))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ping: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ping["cluster_name"], "example.com", "{ping}");
+    assert_eq!(
+        ping["proxy"]["ssh"]["tunnel_listen_addr"],
+        t.tunnel.as_str(),
+        "{ping}"
+    );
+    assert!(
+        ping["server_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{ping}"
+    );
+
     // The diagnostics endpoint: ready, and the RPCs and issuances above are counted.
     let (status, _) = http_get(&t.diag, "/readyz");
     assert_eq!(status, 200);

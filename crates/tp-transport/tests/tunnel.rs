@@ -161,3 +161,66 @@ async fn refusals_say_why() {
     .to_string();
     assert!(e.contains("authentication"), "{e}");
 }
+
+#[tokio::test]
+async fn ssh_layer_refusals_name_the_reason() {
+    let pki = Pki {
+        user_ca: ssh_key(),
+        host_ca: ssh_key(),
+    };
+    let addr = server(&pki).await;
+
+    // An expired user certificate.
+    let mut m = material(&pki, vec!["access".into()]);
+    let key = ssh_key();
+    let mut id = SshIdentity::user("alice", vec!["access".into()], "example.com");
+    id.logins = vec!["alice".into()];
+    m.certificate = id
+        .sign(key.public_key(), &pki.user_ca, now() - 7200, now() - 3600)
+        .unwrap();
+    m.signer = Arc::new(key);
+    let e = open(&addr, &m, &ProxyMatcher::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("authentication"), "{e}");
+
+    // A host certificate presented as a user.
+    let key = ssh_key();
+    let mut host = SshHostIdentity::new("alice", "example.com", "Node");
+    host.principals = vec!["alice".into()];
+    m.certificate = host
+        .sign(key.public_key(), &pki.user_ca, now() - 60, now() + 3600)
+        .unwrap();
+    m.signer = Arc::new(key);
+    let e = open(&addr, &m, &ProxyMatcher::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("authentication"), "{e}");
+
+    // A `session` channel: refused with Teleport's words.
+    let good = material(&pki, vec!["access".into()]);
+    let cfg = tp_transport::tunnel::client_config(&good, &addr).unwrap();
+    let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
+        .await
+        .unwrap();
+    let session = tp_ssh::Client::connect(tcp, Arc::new(cfg)).await.unwrap();
+    let e = session
+        .open_channel("session", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Cannot open new SSH session on reverse tunnel"),
+        "{e}"
+    );
+    // And a transport dial to anything but the Auth server.
+    let mut req = tp_ssh::teleport::DialRequest::auth_server();
+    req.address = "10.0.0.1:22".into();
+    let e = tp_ssh::teleport::dial_transport(&session, &req)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("this proxy only reaches its Auth server"), "{e}");
+}
