@@ -127,10 +127,12 @@ impl Config {
     }
 
     /// Adds targets for `addrs` with the material of `creds` (a profile, an identity
-    /// file, a key pair, ...): each address is raced as an Auth server (direct mutual
-    /// TLS, port 3025 by default) and as a proxy's web port (TLS routing, port 443 by
-    /// default). With no addresses, the credential's own proxy address is used (profiles
-    /// name one) with TLS routing only, as Teleport's client does.
+    /// file, a key pair, ...): each address is raced as an Auth server (`direct` mutual
+    /// TLS, port 3025 by default) and as a proxy's web port (port 443 by default):
+    /// `tls-routing` to the credential's cluster when the certificate names one, and
+    /// `discovery` (`/webapi/find`, then TLS routing if the proxy has it on). With no
+    /// addresses, the credential's own proxy address is used (profiles name one) as a
+    /// web port only, as Teleport's client does.
     ///
     /// The credential is read now and its certificates checked against the clock: an
     /// unreadable credential is a [`crate::ErrorKind::BadParameter`] error and an expired or
@@ -193,20 +195,25 @@ impl Config {
                     credential: material.origin.clone(),
                 });
             }
+            let web =
+                tp_transport::addr::parse_host_port(&a, tp_transport::addr::PortRule::Default(443))
+                    .map_err(bad)?;
             if !cluster.is_empty() {
-                let web = tp_transport::addr::parse_host_port(
-                    &a,
-                    tp_transport::addr::PortRule::Default(443),
-                )
-                .map_err(bad)?;
                 self.targets.push(Target::TlsRouting {
-                    web_addr: web,
+                    web_addr: web.clone(),
                     cluster: cluster.clone(),
                     tls: material.tls.clone(),
                     server_name: material.server_name.clone(),
                     credential: material.origin.clone(),
                 });
             }
+            self.targets.push(Target::Discovery {
+                web_addr: web,
+                cluster: cluster.clone(),
+                tls: material.tls.clone(),
+                server_name: material.server_name.clone(),
+                credential: material.origin.clone(),
+            });
         }
         Ok(self)
     }
