@@ -265,11 +265,17 @@ async fn a_credential_from_another_cluster_is_explained() {
 /// A tp proxy web port for cluster `example.com` forwarding Auth connections to
 /// `auth`, advertising TLS routing.
 async fn proxy(c: &TestCluster, auth: HostPort) -> String {
+    proxy_with(c, auth, true).await
+}
+
+async fn proxy_with(c: &TestCluster, auth: HostPort, tls_routing: bool) -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let mut settings = ProxySettings::default();
     settings.ssh.web_listen_addr = addr.clone();
-    settings.tls_routing_enabled = true;
+    settings.ssh.tunnel_listen_addr = "0.0.0.0:3024".into();
+    settings.ssh.public_addr = "proxy.example.com:3080".into();
+    settings.tls_routing_enabled = tls_routing;
     let web = router(Arc::new(WebConfig::new("example.com", settings)), None);
     let port = WebPort::new("example.com", web_tls(c, &[]), web, auth);
     tokio::spawn(port.serve(l));
@@ -328,4 +334,22 @@ async fn proxy_up_auth_down_says_the_proxy_cannot_reach_it() {
     has_attempt(&msg, &web, "discovery", &origin, closed);
     // The web port itself is no Auth server: its certificate does not name one.
     has_attempt(&msg, &web, "direct", &origin, "TLS handshake with");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_without_tls_routing_needs_the_tunnel_and_says_so() {
+    let c = TestCluster::start("proxy.example.com:3080").await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity_file(&c, dir.path()).await;
+    let web = proxy_with(&c, closed_port(), false).await;
+    let msg = connect_err(&id, &web).await;
+    has_attempt(
+        &msg,
+        &web,
+        "discovery",
+        &id.origin(),
+        &format!(
+            "the proxy at {web} has TLS routing off, so its Auth server is reachable only through the reverse tunnel at proxy.example.com:3024, which tp cannot dial yet"
+        ),
+    );
 }
