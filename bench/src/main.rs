@@ -263,6 +263,7 @@ async fn cold_start() -> anyhow::Result<bool> {
         tunnel_addr: "127.0.0.1:0".parse()?,
         public_addr: None,
         diag_addr: None,
+        listener_mode: tp_cli::cluster::ListenerMode::Multiplex,
     };
     let budget = Duration::from_secs(1);
     let mut ok = true;

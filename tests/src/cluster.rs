@@ -45,6 +45,12 @@ impl TestCluster {
     /// Bootstraps cluster `example.com` in `store` (or reuses what a previous start
     /// left there) and serves it on a loopback port.
     pub async fn start_with(store: Arc<dyn Store>, web_proxy_addr: &str) -> Self {
+        Self::start_on(store, web_proxy_addr, "127.0.0.1:0").await
+    }
+
+    /// As [`start_with`](Self::start_with), listening on `bind` (`127.0.0.1:0` for any
+    /// free port).
+    pub async fn start_on(store: Arc<dyn Store>, web_proxy_addr: &str, bind: &str) -> Self {
         let state = bootstrap(store.as_ref(), Some("example.com"), now())
             .await
             .expect("bootstrap");
@@ -73,9 +79,7 @@ impl TestCluster {
         .expect("server TLS");
         let auth = AuthServer::for_cluster(&state, store, system_clock())
             .with_web_proxy_addr(web_proxy_addr);
-        let l = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
+        let l = bind_retrying(bind).await;
         let addr = HostPort {
             host: "127.0.0.1".into(),
             port: l.local_addr().expect("local addr").port(),
@@ -162,5 +166,102 @@ impl TestCluster {
     /// A client as the local admin identity.
     pub async fn admin(&self) -> Client {
         self.client(&self.host_identity("Admin")).await
+    }
+}
+
+/// Binds `addr`, retrying for a few seconds while the port is still held (a server just
+/// killed may take a moment to release it).
+async fn bind_retrying(addr: &str) -> TcpListener {
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if tries < 50 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    }
+}
+
+/// A [`TestCluster`] that can be killed and started again on the same port with the
+/// same store, for reconnect tests.
+///
+/// It runs in a tokio runtime of its own, so [`kill`](Self::kill) is a crash: the
+/// runtime is shut down and every task with it — listener, open connections, watch
+/// streams — and its sockets are closed at once, with no goodbye to the clients.
+/// [`restart`](Self::restart) bootstraps again from the same store (same CAs, same
+/// resources), so certificates issued before still work.
+#[derive(Debug)]
+pub struct RestartableCluster {
+    store: Arc<dyn Store>,
+    web_proxy_addr: String,
+    /// Where it listens, the same across restarts.
+    pub addr: HostPort,
+    running: Option<(tokio::runtime::Runtime, TestCluster)>,
+}
+
+impl RestartableCluster {
+    /// Starts cluster `example.com` on a fresh in-memory store and a free loopback port.
+    pub async fn start(web_proxy_addr: &str) -> Self {
+        let store: Arc<dyn Store> = Arc::new(BackendStore::memory());
+        let (rt, cluster) = Self::spawn(store.clone(), web_proxy_addr, "127.0.0.1:0").await;
+        Self {
+            store,
+            web_proxy_addr: web_proxy_addr.to_string(),
+            addr: cluster.addr.clone(),
+            running: Some((rt, cluster)),
+        }
+    }
+
+    async fn spawn(
+        store: Arc<dyn Store>,
+        web_proxy_addr: &str,
+        bind: &str,
+    ) -> (tokio::runtime::Runtime, TestCluster) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the cluster");
+        let (web, bind) = (web_proxy_addr.to_string(), bind.to_string());
+        let cluster = rt
+            .spawn(async move { TestCluster::start_on(store, &web, &bind).await })
+            .await
+            .expect("the cluster starts");
+        (rt, cluster)
+    }
+
+    /// The running cluster. Panics while it is killed.
+    pub fn cluster(&self) -> &TestCluster {
+        &self.running.as_ref().expect("the cluster is running").1
+    }
+
+    /// Kills the server: every task and socket of it is gone when this returns.
+    pub async fn kill(&mut self) {
+        if let Some((rt, cluster)) = self.running.take() {
+            drop(cluster);
+            tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(5)))
+                .await
+                .expect("runtime shutdown");
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let bind = self.addr.to_string();
+        self.running = Some(Self::spawn(self.store.clone(), &self.web_proxy_addr, &bind).await);
+    }
+}
+
+impl Drop for RestartableCluster {
+    fn drop(&mut self) {
+        // Dropping a runtime may block, which an async test may not do.
+        if let Some((rt, cluster)) = self.running.take() {
+            drop(cluster);
+            rt.shutdown_background();
+        }
     }
 }

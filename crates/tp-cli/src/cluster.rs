@@ -53,6 +53,20 @@ pub struct ClusterConfig {
     pub public_addr: Option<String>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics` (plain HTTP), if anywhere.
     pub diag_addr: Option<SocketAddr>,
+    /// Whether the web port also routes Auth connections and the tunnel by ALPN.
+    pub listener_mode: ListenerMode,
+}
+
+/// How the Proxy's listeners share the work (Teleport's `proxy_listener_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ListenerMode {
+    /// The web port routes by ALPN: HTTPS, Auth connections (TLS routing) and the
+    /// reverse tunnel all on one port; the tunnel listener serves too.
+    #[default]
+    Multiplex,
+    /// The web port serves HTTPS only; clients reach the Auth server through the tunnel
+    /// listener (discovery reports TLS routing off).
+    Separate,
 }
 
 /// The listeners once bound.
@@ -389,6 +403,9 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
     let mut proxy = ProxySettings::default();
     proxy.ssh.web_listen_addr = web_addr.to_string();
     proxy.ssh.tunnel_listen_addr = tunnel_addr.to_string();
+    // In multiplex mode the web port routes Auth connections by ALPN (and serves the
+    // tunnel too); discovery tells clients which.
+    proxy.tls_routing_enabled = cfg.listener_mode == ListenerMode::Multiplex;
     proxy.ssh.public_addr = public.clone();
     let web = router(
         Arc::new(WebConfig::new(state.name.clone(), proxy)),
@@ -428,11 +445,11 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         0o644,
     )?;
     let tunnel_task = tokio::spawn(tp_proxy::tunnel::serve(tunnel_l, tunnel.clone()));
-    let web_task = tokio::spawn(
-        WebPort::new(state.name.clone(), web_tls, web, auth_hp)
-            .with_tunnel(tunnel)
-            .serve(web_l),
-    );
+    let mut web_port = WebPort::new(state.name.clone(), web_tls, web, auth_hp).with_tunnel(tunnel);
+    if cfg.listener_mode == ListenerMode::Separate {
+        web_port = web_port.separate();
+    }
+    let web_task = tokio::spawn(web_port.serve(web_l));
 
     let handle = tokio::spawn(async move {
         let _ = tokio::join!(auth_task, web_task, tunnel_task);

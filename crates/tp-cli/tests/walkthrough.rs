@@ -962,3 +962,94 @@ async fn a_restarted_tpd_keeps_its_cluster() {
         tp_client::ErrorKind::AccessDenied
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_separate_listener_mode_clients_follow_discovery_to_the_tunnel() {
+    let t = tpd_in(
+        tempfile::tempdir().unwrap().into(),
+        &[
+            "--cluster-name",
+            "example.com",
+            "--in-memory",
+            "--listener-mode",
+            "separate",
+        ],
+    );
+    let (ok, _, err) = tpctl(&t, &["users", "add", "bob", "--roles=editor"]);
+    assert!(ok, "{err}");
+    let id_path = t.dir.path().join("bob.pem");
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "auth",
+            "sign",
+            "--user=bob",
+            "--out",
+            id_path.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+
+    // Discovery says TLS routing is off, and the web port refuses to route Auth.
+    let (status, body) = https(&t, "GET", "/webapi/find", "application/json", "").await;
+    assert_eq!(status, 200, "{body}");
+    let find: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(find["proxy"]["tls_routing_enabled"], false, "{body}");
+    let creds = tp_creds::IdentityFile::from_path(&id_path);
+    let material = tp_creds::Credentials::load(&creds).unwrap();
+    let web_addr =
+        tp_transport::addr::parse_host_port(&t.web, tp_transport::addr::PortRule::Default(443))
+            .unwrap();
+    let routed = tp_client::Config::new()
+        .target(tp_transport::connector::Target::TlsRouting {
+            web_addr: web_addr.clone(),
+            cluster: "example.com".into(),
+            tls: material.tls.clone(),
+            server_name: "teleport.cluster.local".into(),
+            credential: "bob.pem".into(),
+        })
+        .dial_timeout(std::time::Duration::from_secs(5));
+    assert!(tp_client::Client::connect(routed).await.is_err());
+
+    // So given only the web address, tp-client (discovery, then the advertised tunnel)
+    // and Teleport's Go client both get through, by the tunnel alone.
+    let discovered = tp_client::Config::new().target(tp_transport::connector::Target::Discovery {
+        web_addr,
+        cluster: String::new(),
+        tls: material.tls.clone(),
+        server_name: "teleport.cluster.local".into(),
+        ssh: material.ssh.clone().map(Box::new),
+        credential: "bob.pem".into(),
+    });
+    let client = tp_client::Client::connect(discovered).await.unwrap();
+    assert!(client.get_role("editor").await.is_ok());
+    let config = tp_client::Config::new()
+        .credentials(&creds, &[t.web.as_str()])
+        .unwrap();
+    let client = tp_client::Client::connect(config).await.unwrap();
+    assert_eq!(client.ping().await.unwrap().cluster_name, "example.com");
+
+    let out = Command::new("go")
+        .env("CLIENTCHECK_INSECURE", "1")
+        .args([
+            "run",
+            "./cmd/clientcheck",
+            &t.web,
+            "-i",
+            id_path.to_str().unwrap(),
+            "-",
+            "ping",
+        ])
+        .current_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/interop-go"
+        ))
+        .output()
+        .expect("Go runs the reference client (install Go; see README.md)");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -48,6 +48,7 @@ pub struct Client {
     cluster_config: ClusterConfigServiceClient<Channel>,
     login: LoginServiceClient<Channel>,
     call_timeout: Option<Duration>,
+    read_retries: u32,
 }
 
 /// The kind of user token to create with [`Client::create_reset_password_token`].
@@ -82,6 +83,7 @@ pub struct Config {
     targets: Vec<Target>,
     dial_timeout: Duration,
     call_timeout: Option<Duration>,
+    read_retries: u32,
     proxy: ProxyMatcher,
 }
 
@@ -91,6 +93,7 @@ impl Default for Config {
             targets: Vec::new(),
             dial_timeout: Duration::from_secs(30),
             call_timeout: None,
+            read_retries: DEFAULT_READ_RETRIES,
             proxy: ProxyMatcher::default(),
         }
     }
@@ -120,6 +123,14 @@ impl Config {
         self
     }
 
+    /// How many times an idempotent read (get, list, ping) is retried after a connection
+    /// problem, with jittered exponential backoff; 3 unless set. Writes are never
+    /// retried.
+    pub fn read_retries(mut self, retries: u32) -> Self {
+        self.read_retries = retries;
+        self
+    }
+
     /// Uses `HTTPS_PROXY`/`NO_PROXY` (or explicit values) for the dials.
     pub fn proxy(mut self, proxy: ProxyMatcher) -> Self {
         self.proxy = proxy;
@@ -127,11 +138,13 @@ impl Config {
     }
 
     /// Adds targets for `addrs` with the material of `creds` (a profile, an identity
-    /// file, a key pair, ...): each address is raced as an Auth server (direct mutual
-    /// TLS, port 3025 by default), as a proxy's reverse tunnel (SSH, port 3024 by
-    /// default; when the credential has SSH material) and as a proxy's web port (TLS
-    /// routing, port 443 by default). With no addresses, the credential's own proxy address is used (profiles
-    /// name one) with TLS routing only, as Teleport's client does.
+    /// file, a key pair, ...): each address is raced as an Auth server (`direct` mutual
+    /// TLS, port 3025 by default), as a proxy's reverse tunnel (`tunnel`: SSH, port 3024
+    /// by default, when the credential has SSH material) and as a proxy's web port (port
+    /// 443 by default): `tls-routing` to the credential's cluster when the certificate
+    /// names one, and `discovery` (`/webapi/find`, then TLS routing if the proxy has it
+    /// on, else the tunnel it advertises). With no addresses, the credential's own proxy
+    /// address is used (profiles name one) as a web port only, as Teleport's client does.
     ///
     /// The credential is read now and its certificates checked against the clock: an
     /// unreadable credential is a [`crate::ErrorKind::BadParameter`] error and an expired or
@@ -208,20 +221,26 @@ impl Config {
                     credential: material.origin.clone(),
                 });
             }
+            let web =
+                tp_transport::addr::parse_host_port(&a, tp_transport::addr::PortRule::Default(443))
+                    .map_err(bad)?;
             if !cluster.is_empty() {
-                let web = tp_transport::addr::parse_host_port(
-                    &a,
-                    tp_transport::addr::PortRule::Default(443),
-                )
-                .map_err(bad)?;
                 self.targets.push(Target::TlsRouting {
-                    web_addr: web,
+                    web_addr: web.clone(),
                     cluster: cluster.clone(),
                     tls: material.tls.clone(),
                     server_name: material.server_name.clone(),
                     credential: material.origin.clone(),
                 });
             }
+            self.targets.push(Target::Discovery {
+                web_addr: web,
+                cluster: cluster.clone(),
+                tls: material.tls.clone(),
+                server_name: material.server_name.clone(),
+                ssh: material.ssh.clone().map(Box::new),
+                credential: material.origin.clone(),
+            });
         }
         Ok(self)
     }
@@ -244,6 +263,7 @@ impl Client {
             .map_err(connect_error)?;
         let mut client = Self::from_channel(channel);
         client.call_timeout = config.call_timeout;
+        client.read_retries = config.read_retries;
         client.ping().await?;
         Ok(client)
     }
@@ -257,6 +277,7 @@ impl Client {
             cluster_config: ClusterConfigServiceClient::new(channel.clone()),
             login: LoginServiceClient::new(channel),
             call_timeout: None,
+            read_retries: DEFAULT_READ_RETRIES,
         }
     }
 
@@ -264,6 +285,34 @@ impl Client {
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = Some(timeout);
         self
+    }
+
+    /// Retries idempotent reads as [`Config::read_retries`] says.
+    pub fn with_read_retries(mut self, retries: u32) -> Self {
+        self.read_retries = retries;
+        self
+    }
+
+    /// Runs an idempotent read, retrying it after a connection problem (the channel
+    /// reconnects through the racer on the next try) with jittered exponential backoff.
+    async fn read<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if attempt < self.read_retries && crate::error::is_connection_status(&s) => {
+                    let wait = backoff(attempt);
+                    tracing::debug!(error = %s, ?wait, attempt, "connection problem; retrying the read");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(s) => return Err(s.into()),
+            }
+        }
     }
 
     fn req<T>(&self, msg: T) -> Request<T> {
@@ -277,12 +326,12 @@ impl Client {
     /// The cluster name, server version and features. Any authenticated identity may
     /// ask.
     pub async fn ping(&self) -> Result<PingResponse> {
-        Ok(self
-            .auth
-            .clone()
-            .ping(self.req(PingRequest {}))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.auth.clone();
+            let r = self.req(PingRequest {});
+            async move { c.ping(r).await }
+        })
+        .await
     }
 
     // ---- roles ----
@@ -291,22 +340,22 @@ impl Client {
     pub async fn get_role(&self, name: &str) -> Result<RoleV6> {
         require_name(name, "name")?;
         let req = GetRoleRequest { name: name.into() };
-        Ok(self
-            .auth
-            .clone()
-            .get_role(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.auth.clone();
+            let r = self.req(req.clone());
+            async move { c.get_role(r).await }
+        })
+        .await
     }
 
     /// One page of roles.
     pub async fn list_roles(&self, req: ListRolesRequest) -> Result<ListRolesResponse> {
-        Ok(self
-            .auth
-            .clone()
-            .list_roles(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.auth.clone();
+            let r = self.req(req.clone());
+            async move { c.list_roles(r).await }
+        })
+        .await
     }
 
     /// Every role, fetched a page at a time as the stream is read.
@@ -404,11 +453,12 @@ impl Client {
             with_secrets,
         };
         let resp = self
-            .users
-            .clone()
-            .get_user(self.req(req))
-            .await?
-            .into_inner();
+            .read(|| {
+                let mut c = self.users.clone();
+                let r = self.req(req.clone());
+                async move { c.get_user(r).await }
+            })
+            .await?;
         resp.user
             .ok_or_else(|| Error::new(crate::ErrorKind::Other, "server sent no user"))
     }
@@ -421,23 +471,24 @@ impl Client {
             with_secrets: false,
         };
         let resp = self
-            .users
-            .clone()
-            .get_user(self.req(req))
-            .await?
-            .into_inner();
+            .read(|| {
+                let mut c = self.users.clone();
+                let r = self.req(req.clone());
+                async move { c.get_user(r).await }
+            })
+            .await?;
         resp.user
             .ok_or_else(|| Error::new(crate::ErrorKind::Other, "server sent no user"))
     }
 
     /// One page of users.
     pub async fn list_users(&self, req: ListUsersRequest) -> Result<ListUsersResponse> {
-        Ok(self
-            .users
-            .clone()
-            .list_users(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.users.clone();
+            let r = self.req(req.clone());
+            async move { c.list_users(r).await }
+        })
+        .await
     }
 
     /// Every user, fetched a page at a time as the stream is read.
@@ -554,12 +605,12 @@ impl Client {
             name: name.into(),
             with_secrets: false,
         };
-        Ok(self
-            .auth
-            .clone()
-            .get_user(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.auth.clone();
+            let r = self.req(req.clone());
+            async move { c.get_user(r).await }
+        })
+        .await
     }
 
     // ---- certificates ----
@@ -580,22 +631,23 @@ impl Client {
     pub async fn get_token(&self, name: &str) -> Result<ProvisionTokenV2> {
         require_name(name, "name")?;
         let req = ResourceRequest { name: name.into() };
-        Ok(self
-            .auth
-            .clone()
-            .get_token(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.auth.clone();
+            let r = self.req(req.clone());
+            async move { c.get_token(r).await }
+        })
+        .await
     }
 
     /// Every join token.
     pub async fn get_tokens(&self) -> Result<Vec<ProvisionTokenV2>> {
         let resp = self
-            .auth
-            .clone()
-            .get_tokens(self.req(()))
-            .await?
-            .into_inner();
+            .read(|| {
+                let mut c = self.auth.clone();
+                let r = self.req(());
+                async move { c.get_tokens(r).await }
+            })
+            .await?;
         Ok(resp.provision_tokens)
     }
 
@@ -655,12 +707,12 @@ impl Client {
         let req = GetResetPasswordTokenRequest {
             token_id: token_id.into(),
         };
-        Ok(self
-            .auth
-            .clone()
-            .get_reset_password_token(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.auth.clone();
+            let r = self.req(req.clone());
+            async move { c.get_reset_password_token(r).await }
+        })
+        .await
     }
 
     /// Completes an invite or reset: sets the token's user's password.
@@ -691,12 +743,12 @@ impl Client {
             domain: domain.into(),
             include_key,
         };
-        Ok(self
-            .trust
-            .clone()
-            .get_cert_authority(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.trust.clone();
+            let r = self.req(req.clone());
+            async move { c.get_cert_authority(r).await }
+        })
+        .await
     }
 
     /// Every certificate authority of `ca_type`.
@@ -710,22 +762,24 @@ impl Client {
             include_key,
         };
         let resp = self
-            .trust
-            .clone()
-            .get_cert_authorities(self.req(req))
+            .read(|| {
+                let mut c = self.trust.clone();
+                let r = self.req(req.clone());
+                async move { c.get_cert_authorities(r).await }
+            })
             .await?;
-        Ok(resp.into_inner().cert_authorities_v2)
+        Ok(resp.cert_authorities_v2)
     }
 
     /// The cluster name resource.
     pub async fn get_cluster_name(&self) -> Result<ClusterNameV2> {
         let req = GetClusterNameRequest {};
-        Ok(self
-            .cluster_config
-            .clone()
-            .get_cluster_name(self.req(req))
-            .await?
-            .into_inner())
+        self.read(|| {
+            let mut c = self.cluster_config.clone();
+            let r = self.req(req);
+            async move { c.get_cluster_name(r).await }
+        })
+        .await
     }
 
     // ---- tp's own extensions ----
@@ -747,16 +801,110 @@ impl Client {
     // ---- watching ----
 
     /// Subscribes to changes of the kinds in `watch`. The stream starts with an `INIT`
-    /// event and then carries `PUT` and `DELETE` events; it ends with an error when the
-    /// server closes it (for example a watcher too slow to keep up).
+    /// event and then carries `PUT` and `DELETE` events.
+    ///
+    /// **Resuming.** When the connection breaks (the Auth server restarts, the network
+    /// drops), the stream does not end: it subscribes again through the client's
+    /// connector — retrying with jittered backoff for up to [`WATCH_RESUME_WINDOW`] —
+    /// and carries on with the new subscription's `INIT` event. That `INIT` is the
+    /// signal to re-read the state, as after the first one: a change made while no
+    /// subscription was open is not replayed (Teleport's watchers have no resume point
+    /// either). No event is delivered twice: each comes from exactly one subscription.
+    ///
+    /// The stream ends with an error when the server closes it for another reason (for
+    /// example `LimitExceeded` for a watcher too slow to keep up), when access is denied,
+    /// or when the server stays unreachable for the whole window.
     pub async fn watch_events(
         &self,
         watch: Watch,
     ) -> Result<BoxStream<'static, Result<proto::Event>>> {
-        // A stream has no overall deadline: the call timeout would cut it off.
-        let resp = self.auth.clone().watch_events(Request::new(watch)).await?;
-        Ok(resp.into_inner().map_err(Error::from).boxed())
+        let first = self.subscribe(watch.clone()).await?;
+        let client = self.clone();
+        Ok(stream::unfold(
+            WatchState::Streaming(Box::new(first)),
+            move |mut state| {
+                let client = client.clone();
+                let watch = watch.clone();
+                async move {
+                    loop {
+                        state = match state {
+                            WatchState::Streaming(mut events) => match events.next().await {
+                                Some(Ok(ev)) => return Some((Ok(ev), WatchState::Streaming(events))),
+                                Some(Err(s)) if crate::error::is_connection_status(&s) => {
+                                    tracing::info!(error = %s, "watcher lost its connection; resubscribing");
+                                    WatchState::Resubscribing {
+                                        since: tokio::time::Instant::now(),
+                                        attempt: 0,
+                                    }
+                                }
+                                Some(Err(s)) => return Some((Err(s.into()), WatchState::Done)),
+                                None => return None,
+                            },
+                            WatchState::Resubscribing { since, attempt } => {
+                                tokio::time::sleep(backoff(attempt)).await;
+                                match client.subscribe(watch.clone()).await {
+                                    Ok(events) => {
+                                        tracing::info!(attempt, "watcher resubscribed");
+                                        WatchState::Streaming(Box::new(events))
+                                    }
+                                    Err(e)
+                                        if e.kind() == crate::ErrorKind::ConnectionProblem
+                                            && since.elapsed() < WATCH_RESUME_WINDOW =>
+                                    {
+                                        WatchState::Resubscribing {
+                                            since,
+                                            attempt: attempt + 1,
+                                        }
+                                    }
+                                    Err(e) => return Some((Err(e), WatchState::Done)),
+                                }
+                            }
+                            WatchState::Done => return None,
+                        }
+                    }
+                }
+            },
+        )
+        .boxed())
     }
+
+    async fn subscribe(&self, watch: Watch) -> Result<tonic::Streaming<proto::Event>> {
+        // A stream has no overall deadline: the call timeout would cut it off.
+        Ok(self
+            .auth
+            .clone()
+            .watch_events(Request::new(watch))
+            .await?
+            .into_inner())
+    }
+}
+
+/// How long a [`Client::watch_events`] stream keeps trying to resubscribe after its
+/// connection broke before it ends with the error.
+pub const WATCH_RESUME_WINDOW: Duration = Duration::from_secs(60);
+
+/// The retries of an idempotent read unless [`Config::read_retries`] says otherwise.
+pub const DEFAULT_READ_RETRIES: u32 = 3;
+
+enum WatchState {
+    Streaming(Box<tonic::Streaming<proto::Event>>),
+    Resubscribing {
+        since: tokio::time::Instant,
+        attempt: u32,
+    },
+    Done,
+}
+
+/// The wait before retry `attempt` (0-based): 100 ms doubling up to 2 s, each with up to
+/// ±50 % jitter so that many clients cut off at once do not come back in step.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(5));
+    let base = base.min(Duration::from_secs(2));
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let unit = (h.finish() % 1000) as f64 / 1000.0; // 0 ≤ unit < 1
+    base.mul_f64(0.5 + unit)
 }
 
 /// Turns tonic's connect error into ours, keeping the racer's list of attempts when
@@ -776,4 +924,24 @@ fn connect_error(e: tonic::transport::Error) -> Error {
         format!("cannot connect: {e}"),
         e,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_two_seconds_with_jitter() {
+        for attempt in 0..12 {
+            let base = Duration::from_millis(100 << attempt.min(5)).min(Duration::from_secs(2));
+            let waits: Vec<Duration> = (0..50).map(|_| backoff(attempt)).collect();
+            for w in &waits {
+                assert!(*w >= base / 2 && *w < base * 3 / 2, "{attempt}: {w:?}");
+            }
+            assert!(
+                waits.iter().any(|w| *w != waits[0]),
+                "attempt {attempt}: the waits are jittered"
+            );
+        }
+    }
 }

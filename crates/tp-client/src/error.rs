@@ -124,10 +124,26 @@ impl Error {
     }
 }
 
+/// Whether `status` reports a broken or unusable connection rather than the server's
+/// answer: `UNAVAILABLE`, or an `UNKNOWN`/`INTERNAL`/`CANCELLED` status that tonic made
+/// from a transport error (such statuses carry that error as their source; statuses a
+/// server sends never do).
+pub(crate) fn is_connection_status(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    status.code() == Code::Unavailable
+        || (matches!(
+            status.code(),
+            Code::Unknown | Code::Internal | Code::Cancelled
+        ) && std::error::Error::source(status).is_some())
+}
+
 impl From<tonic::Status> for Error {
     fn from(status: tonic::Status) -> Self {
-        let kind =
-            trail::ErrorKind::from_code(status.code()).map_or(ErrorKind::Other, ErrorKind::from);
+        let kind = if is_connection_status(&status) {
+            ErrorKind::ConnectionProblem
+        } else {
+            trail::ErrorKind::from_code(status.code()).map_or(ErrorKind::Other, ErrorKind::from)
+        };
         let message = if status.message().is_empty() {
             format!("{:?}", status.code())
         } else {
@@ -181,5 +197,20 @@ mod tests {
         let e = Error::from(tonic::Status::internal("kaput"));
         assert_eq!(e.kind(), ErrorKind::Other);
         assert_eq!(e.to_string(), "kaput");
+    }
+
+    #[test]
+    fn transport_failures_are_connection_problems_and_server_answers_are_not() {
+        let e = Error::from(tonic::Status::unavailable("connection refused"));
+        assert_eq!(e.kind(), ErrorKind::ConnectionProblem);
+        // tonic turns a broken connection into UNKNOWN with the transport error attached.
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        assert_eq!(Error::from(broken).kind(), ErrorKind::ConnectionProblem);
+        // The same code sent by a server is not.
+        let e = Error::from(tonic::Status::unknown("server bug"));
+        assert_eq!(e.kind(), ErrorKind::Other);
     }
 }

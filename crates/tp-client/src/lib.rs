@@ -13,9 +13,9 @@
 //! [`Client::connect`] races every [`Target`] (direct mTLS to an Auth address, or TLS
 //! routing through a proxy's web port) and keeps the first that completes, then checks
 //! it with a Ping; [`Client::from_channel`] runs over any tonic
-//! [`Channel`](tonic::transport::Channel). Targets currently take a rustls client
-//! configuration; the `tp-creds` loaders, the SSH tunnel and proxy discovery join as
-//! those crates land.
+//! [`Channel`](tonic::transport::Channel). [`Config::credentials`] takes any `tp-creds`
+//! loader and adds, per address, the direct, TLS-routing and discovery targets; the SSH
+//! tunnel joins when `tp-ssh` lands.
 //!
 //! # Behaviour shared with Teleport's Go client
 //!
@@ -24,11 +24,20 @@
 //! - `upsert_role` falls back to the legacy `UpsertRole` + `GetRole`, and the user calls
 //!   fall back to the legacy `AuthService` calls, when the server answers
 //!   `UNIMPLEMENTED`.
+//!
+//! # Connection loss
+//!
+//! The channel reconnects through the same racer when its connection breaks, so a
+//! `Client` outlives Auth server restarts. Idempotent reads (ping, get, list) are retried
+//! after a connection problem with jittered exponential backoff
+//! ([`Config::read_retries`]); writes never are. [`Client::watch_events`] resubscribes by
+//! itself and signals it with a fresh `INIT` event (re-read the state then). A broken
+//! connection is [`ErrorKind::ConnectionProblem`], whatever gRPC code tonic gave it.
 
 mod client;
 mod error;
 
-pub use client::{Client, Config, UserTokenType};
+pub use client::{Client, Config, DEFAULT_READ_RETRIES, UserTokenType, WATCH_RESUME_WINDOW};
 pub use error::{Error, ErrorKind};
 pub use tp_proto::{proto, types};
 pub use tp_transport::connector::Target;

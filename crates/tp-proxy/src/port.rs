@@ -2,11 +2,14 @@
 //!
 //! - `teleport-auth@<hex(cluster)>…` — forwarded raw (still encrypted) to the Auth
 //!   server; the proxy does not terminate this TLS.
-//! - `teleport-reversetunnel` — the reverse tunnel over the web port. tp's tunnel
-//!   server is not part of this crate yet, so such connections are closed with a log
-//!   line rather than half-served.
+//! - `teleport-reversetunnel` — the reverse tunnel over the web port, when a tunnel
+//!   server is attached ([`WebPort::with_tunnel`]).
 //! - anything else (`h2`, `http/1.1`, no ALPN) — TLS is terminated with the web
 //!   certificate and the HTTPS API ([`crate::web`]) answers.
+//!
+//! In separate listener mode ([`WebPort::separate`], Teleport's
+//! `proxy_listener_mode: separate`) the port serves HTTPS only: the first two routes are
+//! refused, and clients reach the Auth server through the tunnel listener instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +37,8 @@ pub struct WebPort {
     web: axum::Router,
     auth_addr: HostPort,
     tunnel: Option<tp_transport::tunnel::TunnelServer>,
+    /// Whether Auth connections and the tunnel are routed here (multiplex mode).
+    multiplex: bool,
 }
 
 impl WebPort {
@@ -60,6 +65,7 @@ impl WebPort {
             web,
             auth_addr,
             tunnel: None,
+            multiplex: true,
         }
     }
 
@@ -68,6 +74,15 @@ impl WebPort {
     #[must_use]
     pub fn with_tunnel(mut self, tunnel: tp_transport::tunnel::TunnelServer) -> Self {
         self.tunnel = Some(tunnel);
+        self
+    }
+
+    /// Serves HTTPS only: Auth connections and the reverse tunnel are refused on this
+    /// port (Teleport's `proxy_listener_mode: separate`; the web API then reports TLS
+    /// routing off, so clients use the tunnel listener).
+    #[must_use]
+    pub fn separate(mut self) -> Self {
+        self.multiplex = false;
         self
     }
 
@@ -93,6 +108,9 @@ impl WebPort {
         let _ = tcp.set_nodelay(true);
         let (hello, stream) = read_client_hello(tcp, HELLO_TIMEOUT).await?;
         match alpn::route(&hello.alpn)? {
+            Route::Auth { .. } | Route::ReverseTunnel if !self.multiplex => Err(
+                "this proxy runs in separate listener mode: no TLS routing on the web port".into(),
+            ),
             Route::Auth { cluster } => {
                 if cluster != self.cluster {
                     return Err(format!(

@@ -12,9 +12,12 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::ClientConfig;
 
 use crate::addr::HostPort;
-use crate::dial::{self, BoxedStream, DialError};
+use crate::dial::{self, BoxedStream, DialError, Peer};
+use crate::discovery::tunnel_addr_override_from_env;
 use crate::proxy_env::ProxyMatcher;
 use crate::race::{Attempt, AttemptFuture, RaceError, race};
+use crate::rewind::Rewind;
+use crate::web::WebClient;
 
 /// One way to reach the Auth server.
 #[derive(Debug, Clone)]
@@ -58,6 +61,26 @@ pub enum Target {
         /// Where the credential came from, for error messages.
         credential: String,
     },
+    /// Web-proxy discovery first (`GET /webapi/find`, see
+    /// [`WebClient::find`](crate::web::WebClient::find)), then mTLS through the same web
+    /// address with TLS routing when the proxy says it is on. A proxy with TLS routing
+    /// off needs the SSH reverse tunnel, which is not available yet: that attempt then
+    /// fails saying so ([`DialError::NeedsTunnel`]).
+    Discovery {
+        /// The proxy's web address.
+        web_addr: HostPort,
+        /// The cluster whose Auth server to reach; empty: the cluster the proxy names.
+        cluster: String,
+        /// The credential's TLS configuration; also verifies the proxy's web certificate.
+        tls: Arc<ClientConfig>,
+        /// The TLS server name for the Auth server (normally `teleport.cluster.local`).
+        server_name: String,
+        /// The credential's SSH material: with it, a proxy without TLS routing is reached
+        /// through the tunnel address it advertises.
+        ssh: Option<Box<tp_creds::SshMaterial>>,
+        /// Where the credential came from, for error messages.
+        credential: String,
+    },
 }
 
 impl Target {
@@ -76,37 +99,101 @@ impl Target {
                 credential,
                 ..
             } => Attempt::new(tunnel_addr.to_string(), credential.clone(), "tunnel"),
+            Self::Discovery {
+                web_addr,
+                credential,
+                ..
+            } => Attempt::new(web_addr.to_string(), credential.clone(), "discovery"),
         }
     }
 
-    async fn dial(self, proxy: Arc<ProxyMatcher>) -> Result<TlsStream<BoxedStream>, DialError> {
+    /// Dials, then waits for the server to accept the client certificate
+    /// ([`dial::await_acceptance`]).
+    async fn dial(self, proxy: Arc<ProxyMatcher>) -> Result<AuthStream, DialError> {
         match self {
             Self::Direct {
                 addr,
                 tls,
                 server_name,
                 ..
-            } => dial::direct(&addr, tls, &server_name, &proxy).await,
+            } => {
+                let s = dial::direct(&addr, tls, &server_name, &proxy).await?;
+                dial::await_acceptance(s, &addr.to_string(), Peer::Auth).await
+            }
             Self::TlsRouting {
                 web_addr,
                 cluster,
                 tls,
                 server_name,
                 ..
-            } => dial::tls_routing(&web_addr, &cluster, tls, &server_name, &proxy).await,
+            } => {
+                let s = dial::tls_routing(&web_addr, &cluster, tls, &server_name, &proxy).await?;
+                dial::await_acceptance(s, &web_addr.to_string(), Peer::RoutingProxy).await
+            }
+            Self::Discovery {
+                web_addr,
+                cluster,
+                tls,
+                server_name,
+                ssh,
+                ..
+            } => {
+                let web =
+                    WebClient::new(web_addr.clone(), tls.clone()).with_proxy((*proxy).clone());
+                let found = web.find().await.map_err(|e| DialError::Discovery {
+                    addr: web_addr.to_string(),
+                    source: Box::new(e),
+                })?;
+                if !found.proxy.tls_routing_enabled {
+                    let tunnel = found
+                        .proxy
+                        .tunnel_addr(tunnel_addr_override_from_env().as_deref());
+                    if let (Some(ssh), Ok(tunnel_addr)) = (&ssh, &tunnel) {
+                        let advertised = |source| DialError::AdvertisedTunnel {
+                            addr: web_addr.to_string(),
+                            tunnel: tunnel_addr.to_string(),
+                            source: Box::new(source),
+                        };
+                        let s = crate::tunnel::dial(tunnel_addr, ssh, tls, &server_name, &proxy)
+                            .await
+                            .map_err(advertised)?;
+                        return dial::await_acceptance(s, &tunnel_addr.to_string(), Peer::Auth)
+                            .await
+                            .map_err(advertised);
+                    }
+                    let tunnel =
+                        tunnel.map_or_else(|e| format!("(unusable: {e})"), |a| a.to_string());
+                    return Err(DialError::NeedsTunnel {
+                        addr: web_addr.to_string(),
+                        tunnel,
+                    });
+                }
+                let cluster = if cluster.is_empty() {
+                    found.cluster_name
+                } else {
+                    cluster
+                };
+                let s = dial::tls_routing(&web_addr, &cluster, tls, &server_name, &proxy).await?;
+                dial::await_acceptance(s, &web_addr.to_string(), Peer::RoutingProxy).await
+            }
             Self::Tunnel {
                 tunnel_addr,
                 ssh,
                 tls,
                 server_name,
                 ..
-            } => crate::tunnel::dial(&tunnel_addr, &ssh, tls, &server_name, &proxy).await,
+            } => {
+                let s = crate::tunnel::dial(&tunnel_addr, &ssh, tls, &server_name, &proxy).await?;
+                dial::await_acceptance(s, &tunnel_addr.to_string(), Peer::Auth).await
+            }
         }
     }
 }
 
-/// The stream a [`Connector`] yields: mutually authenticated TLS with `h2` negotiated.
-pub type AuthStream = TlsStream<BoxedStream>;
+/// The stream a [`Connector`] yields: mutually authenticated TLS with `h2` negotiated,
+/// replaying the server's first bytes (read to confirm it accepted the client
+/// certificate).
+pub type AuthStream = Rewind<TlsStream<BoxedStream>>;
 
 /// Races its targets on every call (see [`race`]).
 #[derive(Debug, Clone)]

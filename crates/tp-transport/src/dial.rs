@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,6 +17,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use crate::addr::HostPort;
 use crate::alpn;
 use crate::proxy_env::{HttpProxy, ProxyMatcher};
+use crate::rewind::Rewind;
 
 /// Any connected byte stream.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug {}
@@ -43,12 +45,47 @@ pub enum DialError {
         /// What it said.
         reason: String,
     },
-    /// The TLS handshake failed (certificate, alert, protocol).
+    /// The TLS handshake failed (certificate, alert, protocol), or the server refused the
+    /// client certificate right after it.
     Tls {
         /// The address dialled.
         addr: String,
+        /// What the failure most likely means, in words (see [`explain_tls`]).
+        reason: String,
         /// The TLS error (alerts name their reason).
         source: io::Error,
+    },
+    /// The server answered, but not with TLS: a plain HTTP server, an SSH port, ...
+    NotTls {
+        /// The address dialled.
+        addr: String,
+        /// What it answered instead, as far as it can be recognised.
+        answered: String,
+    },
+    /// Web-proxy discovery (`/webapi/find`) failed.
+    Discovery {
+        /// The web address asked.
+        addr: String,
+        /// Why (the request, or the answer).
+        source: Box<crate::web::FindError>,
+    },
+    /// Discovery worked, but the proxy has TLS routing off: its Auth server is reachable
+    /// only through the SSH reverse tunnel, and the credential carries no SSH material.
+    NeedsTunnel {
+        /// The web address asked.
+        addr: String,
+        /// The reverse-tunnel address the proxy advertises.
+        tunnel: String,
+    },
+    /// Discovery worked, the proxy has TLS routing off, and dialling the reverse tunnel it
+    /// advertises failed.
+    AdvertisedTunnel {
+        /// The web address asked.
+        addr: String,
+        /// The reverse-tunnel address the proxy advertises.
+        tunnel: String,
+        /// Why the tunnel failed.
+        source: Box<Self>,
     },
     /// The server completed TLS but did not agree to HTTP/2 (not a Teleport Auth server,
     /// or a proxy without TLS routing).
@@ -75,7 +112,29 @@ impl fmt::Display for DialError {
         match self {
             Self::Tcp { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
             Self::Proxy { proxy, reason } => write!(f, "HTTP proxy {proxy}: {reason}"),
-            Self::Tls { addr, source } => write!(f, "TLS handshake with {addr} failed: {source}"),
+            Self::Tls { addr, reason, .. } => {
+                write!(f, "TLS handshake with {addr} failed: {reason}")
+            }
+            Self::NotTls { addr, answered } => {
+                write!(f, "{addr} does not speak TLS: it answered {answered}")
+            }
+            Self::Discovery { source, .. } => write!(f, "{source}"),
+            Self::NeedsTunnel { addr, tunnel } => write!(
+                f,
+                "the proxy at {addr} has TLS routing off, so its Auth server is reachable only \
+                 through the reverse tunnel at {tunnel}, which needs an SSH certificate this \
+                 credential does not carry; use an identity file or a profile, or pass the \
+                 Auth server's address (port 3025) instead"
+            ),
+            Self::AdvertisedTunnel {
+                addr,
+                tunnel,
+                source,
+            } => write!(
+                f,
+                "the proxy at {addr} has TLS routing off; through the reverse tunnel it \
+                 advertises at {tunnel}: {source}"
+            ),
             Self::NoH2 { addr, negotiated } => match negotiated {
                 Some(p) => write!(
                     f,
@@ -97,6 +156,8 @@ impl std::error::Error for DialError {
         match self {
             Self::Tcp { source, .. } | Self::Tls { source, .. } => Some(source),
             Self::Ssh { source, .. } => Some(source),
+            Self::Discovery { source, .. } => Some(source.as_ref()),
+            Self::AdvertisedTunnel { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
@@ -208,8 +269,263 @@ pub async fn tls<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|source| DialError::Tls {
             addr: addr_for_errors.to_string(),
+            reason: explain_tls(&source, Peer::Auth),
             source,
         })
+}
+
+/// What a TLS handshake was talking to, so a failure can be explained in its terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peer {
+    /// An Auth server, directly.
+    Auth,
+    /// A proxy's web port that forwards the handshake to its Auth server (TLS routing).
+    RoutingProxy,
+    /// A proxy's web API (discovery, login).
+    Web,
+}
+
+/// The bytes of the first records a server sent, kept so that a failed handshake can say
+/// what answered instead of TLS.
+const SNIFF_BYTES: usize = 64;
+
+/// Records the first [`SNIFF_BYTES`] read from the inner stream.
+#[derive(Debug)]
+struct Sniff {
+    inner: BoxedStream,
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+    full: bool,
+}
+
+impl AsyncRead for Sniff {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.full && buf.filled().len() > before {
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let room = SNIFF_BYTES - seen.len();
+            let new = &buf.filled()[before..];
+            seen.extend_from_slice(&new[..new.len().min(room)]);
+            let full = seen.len() >= SNIFF_BYTES;
+            drop(seen);
+            self.full = full;
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Sniff {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Names what a non-TLS answer is: plain HTTP, SSH, or unknown bytes.
+fn describe_plaintext(seen: &[u8]) -> Option<String> {
+    // A TLS record starts with a content type of 20..=24 and version 3.x.
+    if seen.is_empty() || (matches!(seen[0], 20..=24) && seen.get(1) == Some(&3)) {
+        return None;
+    }
+    let first_line: String = String::from_utf8_lossy(seen)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    Some(if seen.starts_with(b"HTTP/") {
+        format!("plain HTTP ({first_line:?}): this is an http:// service, not Teleport's TLS port")
+    } else if seen.starts_with(b"SSH-") {
+        format!("SSH ({first_line:?}): this is an SSH port, not Teleport's TLS port")
+    } else {
+        format!("{} bytes that are not TLS ({first_line:?})", seen.len())
+    })
+}
+
+/// A TLS handshake over a stream from [`tcp`], explaining a failure in terms of `peer`:
+/// an answer that is not TLS at all is [`DialError::NotTls`] naming what it was.
+pub async fn tls_explained(
+    stream: BoxedStream,
+    config: Arc<ClientConfig>,
+    server_name: &str,
+    addr: &str,
+    peer: Peer,
+) -> Result<TlsStream<BoxedStream>, DialError> {
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|_| DialError::BadServerName(server_name.to_string()))?;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sniff: BoxedStream = Box::new(Sniff {
+        inner: stream,
+        seen: seen.clone(),
+        full: false,
+    });
+    match TlsConnector::from(config).connect(name, sniff).await {
+        Ok(s) => Ok(s),
+        Err(source) => {
+            let seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(answered) = describe_plaintext(&seen) {
+                return Err(DialError::NotTls {
+                    addr: addr.to_string(),
+                    answered,
+                });
+            }
+            Err(DialError::Tls {
+                addr: addr.to_string(),
+                reason: explain_tls(&source, peer),
+                source,
+            })
+        }
+    }
+}
+
+/// Says what a TLS failure most likely means for a Teleport client, followed by the TLS
+/// library's own words.
+pub fn explain_tls(e: &io::Error, peer: Peer) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+    let rustls_error = e.get_ref().and_then(|i| i.downcast_ref::<R>());
+    let meaning: Option<String> = match rustls_error {
+        Some(R::InvalidCertificate(c)) => Some(match c {
+            C::UnknownIssuer | C::BadSignature => {
+                "the server's certificate is not signed by a CA this credential trusts \
+                 (a credential from another cluster, or the wrong address?)"
+                    .into()
+            }
+            C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet (check the clocks)".into()
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => match peer {
+                Peer::Web => {
+                    "the proxy's web certificate is not valid for the address dialled".into()
+                }
+                _ => "the server's certificate does not name teleport.cluster.local: not a \
+                      Teleport Auth server"
+                    .into(),
+            },
+            _ => "the server's certificate was refused".into(),
+        }),
+        Some(R::AlertReceived(a)) => Some(match a {
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateRequired
+            | A::UnsupportedCertificate
+            | A::AccessDenied
+            | A::DecryptError => "the server rejected our client certificate: it does not trust \
+                 the CA that signed it (a credential from another cluster?)"
+                .into(),
+            A::CertificateExpired => "the server says our client certificate has expired".into(),
+            A::CertificateRevoked => "the server says our client certificate is revoked".into(),
+            A::NoApplicationProtocol => match peer {
+                Peer::Web => "the server speaks none of the offered protocols (http/1.1)".into(),
+                _ => "the server speaks none of the offered protocols (h2): not a Teleport Auth \
+                      server"
+                    .into(),
+            },
+            A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity => {
+                "the server and the client share no TLS version or cipher suite".into()
+            }
+            _ => "the server aborted the handshake".into(),
+        }),
+        Some(R::NoApplicationProtocol) => {
+            Some("the server chose none of the offered protocols".into())
+        }
+        Some(R::InvalidMessage(_)) | Some(R::InappropriateMessage { .. }) => {
+            Some("the server does not speak TLS as expected (wrong port?)".into())
+        }
+        _ => None,
+    };
+    let meaning = meaning.or_else(|| match e.kind() {
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => Some(match peer {
+            Peer::RoutingProxy => "the proxy closed the connection before any Auth server \
+                 answered: it could not reach its Auth server, or it does not route this \
+                 cluster (is TLS routing on and the Auth server up?)"
+                .into(),
+            Peer::Auth => "the server closed the connection during the handshake (not a TLS \
+                 server, or it refused us)"
+                .into(),
+            Peer::Web => "the server closed the connection during the handshake".into(),
+        }),
+        io::ErrorKind::TimedOut => Some("the handshake timed out".into()),
+        _ => None,
+    });
+    match meaning {
+        Some(m) => format!("{m} ({e})"),
+        None => e.to_string(),
+    }
+}
+
+/// How long [`await_acceptance`] waits for the server's first bytes before going ahead.
+pub const ACCEPTANCE_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits for the first bytes a freshly dialled Auth server sends (an HTTP/2 server opens
+/// with its SETTINGS frame), so that a client certificate the server refuses is a dial
+/// error here — with TLS 1.3 the client's handshake ends before the server has checked
+/// the certificate, and the refusal (an alert) only arrives with the first read. The
+/// bytes read are replayed by the returned stream. A server that stays silent for
+/// [`ACCEPTANCE_WAIT`] is taken as accepting.
+pub async fn await_acceptance(
+    mut tls: TlsStream<BoxedStream>,
+    addr: &str,
+    peer: Peer,
+) -> Result<Rewind<TlsStream<BoxedStream>>, DialError> {
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(ACCEPTANCE_WAIT, tls.read(&mut buf)).await {
+        Err(_) => Ok(Rewind::new(Vec::new(), tls)),
+        Ok(Ok(0)) => Err(DialError::Tls {
+            addr: addr.to_string(),
+            reason: match peer {
+                Peer::RoutingProxy => "the connection was closed right after the handshake: \
+                     the Auth server behind the proxy refused us (our client certificate?)"
+                    .into(),
+                _ => "the server closed the connection right after the handshake: it refused \
+                      our client certificate or is not a Teleport Auth server"
+                    .into(),
+            },
+            source: io::Error::from(io::ErrorKind::UnexpectedEof),
+        }),
+        Ok(Ok(n)) => {
+            buf.truncate(n);
+            Ok(Rewind::new(buf, tls))
+        }
+        Ok(Err(source)) => Err(DialError::Tls {
+            addr: addr.to_string(),
+            reason: explain_tls(&source, peer),
+            source,
+        }),
+    }
 }
 
 pub(crate) fn require_h2<S>(tls: &TlsStream<S>, addr: &HostPort) -> Result<(), DialError> {
@@ -239,7 +555,14 @@ pub async fn direct(
     let mut config = (*config).clone();
     config.alpn_protocols = vec![alpn::H2.as_bytes().to_vec()];
     let stream = tcp(addr, matcher).await?;
-    let tls = tls(stream, Arc::new(config), server_name, &addr.to_string()).await?;
+    let tls = tls_explained(
+        stream,
+        Arc::new(config),
+        server_name,
+        &addr.to_string(),
+        Peer::Auth,
+    )
+    .await?;
     require_h2(&tls, addr)?;
     Ok(tls)
 }
@@ -257,7 +580,14 @@ pub async fn tls_routing(
     let mut config = (*config).clone();
     config.alpn_protocols = alpn::auth_client_protocols(cluster);
     let stream = tcp(web_addr, matcher).await?;
-    let tls = tls(stream, Arc::new(config), server_name, &web_addr.to_string()).await?;
+    let tls = tls_explained(
+        stream,
+        Arc::new(config),
+        server_name,
+        &web_addr.to_string(),
+        Peer::RoutingProxy,
+    )
+    .await?;
     require_h2(&tls, web_addr)?;
     Ok(tls)
 }

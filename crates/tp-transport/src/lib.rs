@@ -17,8 +17,13 @@
 //! - [`alpn`]: TLS routing — protocol names, the encoded cluster name, and a sans-IO
 //!   ClientHello reader for the proxy's router.
 //! - [`dial`]: TCP (through HTTP `CONNECT` when a proxy applies), TLS, and the direct and
-//!   TLS-routing modes to the Auth server, with errors that name what failed.
-//! - [`connector`]: a tower `Service<Uri>` that races the targets on every call, for tonic's
+//!   TLS-routing modes to the Auth server, with errors that name what failed and what it
+//!   most likely means (a plain HTTP or SSH answer, an untrusted CA, a refused client
+//!   certificate, a proxy that cannot reach its Auth server).
+//! - [`web`]: a small HTTPS/1.1 client for the proxy's web API; [`web::WebClient::find`]
+//!   is discovery (`/webapi/find`, falling back to `/webapi/ping`).
+//! - [`connector`]: a tower `Service<Uri>` that races the targets (direct, TLS routing,
+//!   discovery then TLS routing) on every call, for tonic's
 //!   `Endpoint::connect_with_connector` (and reconnects).
 //! - [`race`]: every candidate dial at once under one deadline; the first success wins.
 //! - [`rewind`]: the server half of TLS routing — read the ClientHello, then replay it.

@@ -9,7 +9,8 @@ use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::addr::HostPort;
-use crate::dial::{self, DialError};
+use crate::dial::{self, DialError, Peer};
+use crate::discovery::{self, DiscoveryError, PingResponse};
 use crate::proxy_env::ProxyMatcher;
 
 /// The largest response body read (discovery and login answers are a few KiB).
@@ -40,11 +41,39 @@ pub enum WebError {
     },
 }
 
-/// A response: status code and body.
+/// Why [`WebClient::find`] found no proxy settings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FindError {
+    /// The request failed: no connection, no TLS, no HTTP answer.
+    #[error("GET {url}: {}", match source.as_ref() {
+        WebError::Dial(d) => d.to_string(),
+        WebError::Io { message, .. } => message.clone(),
+        WebError::Malformed { message, .. } => format!("malformed HTTP response: {message}"),
+    })]
+    Request {
+        /// The URL asked (`/webapi/find` or `/webapi/ping`).
+        url: String,
+        /// Why.
+        source: Box<WebError>,
+    },
+    /// The answer is not a Teleport proxy's, or is its error.
+    #[error("GET {url}: {source}")]
+    Answer {
+        /// The URL whose answer it was.
+        url: String,
+        /// What was wrong with it.
+        source: DiscoveryError,
+    },
+}
+
+/// A response: status code, content type and body.
 #[derive(Debug, Clone)]
 pub struct Response {
     /// The HTTP status code.
     pub status: u16,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
     /// The body (de-chunked).
     pub body: Vec<u8>,
 }
@@ -111,6 +140,36 @@ impl WebClient {
         self.request("GET", path, None).await
     }
 
+    /// Web-proxy discovery: `GET /webapi/find`, or `GET /webapi/ping` when the proxy
+    /// answers 404 (older proxies), read with [`discovery::interpret`] — status and
+    /// content type checked, so an HTML page or another service's JSON is "this is not a
+    /// Teleport proxy", and a proxy's JSON error keeps its message.
+    pub async fn find(&self) -> Result<PingResponse, FindError> {
+        let request = |path: &'static str| async move {
+            self.get(path).await.map_err(|e| FindError::Request {
+                url: format!("https://{}{path}", self.addr),
+                source: Box::new(e),
+            })
+        };
+        let mut path = "/webapi/find";
+        let mut resp = request(path).await?;
+        if resp.status == 404 {
+            path = "/webapi/ping";
+            resp = request(path).await?;
+        }
+        discovery::interpret(resp.status, resp.content_type.as_deref(), &resp.body).map_err(
+            |source| FindError::Answer {
+                url: format!("https://{}{path}", self.addr),
+                source,
+            },
+        )
+    }
+
+    /// The web address this client talks to.
+    pub fn addr(&self) -> &HostPort {
+        &self.addr
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(
         &self,
@@ -133,11 +192,12 @@ impl WebClient {
         };
         let run = async {
             let stream = dial::tcp(&self.addr, &self.proxy).await?;
-            let mut tls = dial::tls(
+            let mut tls = dial::tls_explained(
                 stream,
                 self.tls.clone(),
                 &self.addr.host,
                 &self.addr.to_string(),
+                Peer::Web,
             )
             .await?;
             let mut req = format!(
@@ -195,6 +255,7 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
         .ok_or_else(|| format!("status line {status_line:?}"))?;
     let mut chunked = false;
     let mut length = None;
+    let mut content_type = None;
     for l in lines {
         let Some((k, v)) = l.split_once(':') else {
             continue;
@@ -202,6 +263,8 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
         if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
             chunked = true;
+        } else if k == "content-type" {
+            content_type = Some(v.to_string());
         } else if k == "content-length" {
             length = Some(
                 v.parse::<usize>()
@@ -222,7 +285,11 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
     if body.len() > MAX_RESPONSE {
         return Err(format!("body larger than {MAX_RESPONSE} bytes"));
     }
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
 }
 
 fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
@@ -262,8 +329,15 @@ mod tests {
         assert!(
             parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
         );
+        assert_eq!(r.content_type, None);
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.content_type.as_deref(), Some("text/html; charset=utf-8"));
         let e = Response {
             status: 400,
+            content_type: Some("application/json".into()),
             body: br#"{"error":{"message":"bad"}}"#.to_vec(),
         };
         assert_eq!(e.error_message(), "bad");

@@ -314,3 +314,45 @@ async fn tls_routing_offers_the_auth_protocol_and_is_forwarded_untouched() {
         }
     );
 }
+
+#[tokio::test]
+async fn the_connector_reports_a_refused_client_certificate() {
+    use std::time::Duration;
+    use tp_transport::connector::{Connector, Target};
+    // The server trusts another CA for client certificates but presents one our CA
+    // signed: with TLS 1.3 our handshake completes, and the refusal comes as an alert
+    // on the first read — which the connector waits for.
+    let pki = pki();
+    let stranger = self::pki();
+    let mut roots = RootCertStore::empty();
+    roots.add(stranger.ca.clone()).unwrap();
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .unwrap();
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![pki.server.0.clone()], pki.server.1.clone_key())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let addr = auth_server(Arc::new(config)).await;
+    let connector = Connector::new(
+        vec![Target::Direct {
+            addr: addr.clone(),
+            tls: client_config(&pki),
+            server_name: alpn::CLUSTER_LOCAL.into(),
+            credential: "alice's identity".into(),
+        }],
+        Duration::from_secs(5),
+        ProxyMatcher::default(),
+    );
+    let e = connector.dial().await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!(
+            "{addr} via direct with alice's identity: TLS handshake with {addr} failed: the server rejected our client certificate"
+        )),
+        "{msg}"
+    );
+}

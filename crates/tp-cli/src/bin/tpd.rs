@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tp_cli::cluster::{ClusterConfig, Storage, start};
+use tp_cli::cluster::{ClusterConfig, ListenerMode, Storage, start};
 use tp_cli::paths::default_data_dir;
 use tp_cli::report;
 
@@ -21,6 +21,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing clap's fields buys nothing"
+)]
 enum Command {
     /// Starts the Auth server and the Proxy; writes the local admin identity for tpctl.
     Start {
@@ -50,6 +54,10 @@ enum Command {
         /// Serve /healthz, /readyz and Prometheus /metrics here (plain HTTP; keep it private).
         #[arg(long, value_name = "HOST:PORT")]
         diag_addr: Option<SocketAddr>,
+        /// multiplex: the web port also carries Auth connections (TLS routing) and the
+        /// tunnel; separate: HTTPS only, clients use the tunnel address.
+        #[arg(long, value_enum, default_value_t = ListenerMode::Multiplex)]
+        listener_mode: ListenerMode,
     },
     /// Prints shell completions: bash, zsh, fish, elvish or powershell.
     Completion {
@@ -86,6 +94,7 @@ async fn main() -> ExitCode {
         tunnel_addr,
         public_addr,
         diag_addr,
+        listener_mode,
     } = command
     else {
         return ExitCode::SUCCESS;
@@ -109,6 +118,7 @@ async fn main() -> ExitCode {
         tunnel_addr,
         public_addr,
         diag_addr,
+        listener_mode,
     };
     let (running, handle) = match start(cfg).await {
         Ok(r) => r,

@@ -2,7 +2,7 @@
 // client.LoadKeyPair, direct address) against a tp Auth server and reports each named
 // case as JSON. It exits non-zero if any case fails.
 //
-// Usage: go run ./cmd/clientcheck ADDR CERT KEY CA admin OUTDIR | user
+// Usage: go run ./cmd/clientcheck ADDR CERT KEY CA admin OUTDIR | user | ping
 //
 // With CERT "-i", KEY is an identity file (client.LoadIdentityFile) and CA is ignored.
 //
@@ -10,7 +10,8 @@
 // and api-user, exercises roles, users and tokens, and has the cluster sign
 // certificates for a key pair it generates for api-user (GenerateUserCerts), writing
 // them to OUTDIR (cert.pem, key.pem). "user" runs as api-user, whose role only allows
-// reading roles.
+// reading roles. "ping" only connects and pings, as any user (to check a connection
+// path).
 package main
 
 import (
@@ -117,7 +118,7 @@ func checkCerts(certs *proto.Certs) error {
 
 func main() {
 	if len(os.Args) < 6 || (os.Args[5] == "admin") != (len(os.Args) == 7) {
-		fmt.Fprintln(os.Stderr, "usage: clientcheck ADDR CERT KEY CA admin OUTDIR | user")
+		fmt.Fprintln(os.Stderr, "usage: clientcheck ADDR CERT KEY CA admin OUTDIR | user | ping")
 		os.Exit(2)
 	}
 	addr, cert, key, ca, who := os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5]
@@ -269,8 +270,9 @@ func main() {
 		role, _ := types.NewRole("escalate", types.RoleSpecV6{})
 		_, err = clt.CreateRole(ctx, role)
 		expect("api-user creating a role is AccessDenied", err, trace.IsAccessDenied, "AccessDenied")
+	case "ping":
 	default:
-		fmt.Fprintln(os.Stderr, "clientcheck: who must be admin or user")
+		fmt.Fprintln(os.Stderr, "clientcheck: who must be admin, user or ping")
 		os.Exit(2)
 	}
 
