@@ -17,6 +17,7 @@ use tp_proto::proto::auth_service_server::AuthServiceServer;
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
 use tp_proto::teleport::trust::v1::trust_service_server::TrustServiceServer;
 use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
+use tp_proto::tp::audit::v1::audit_service_server::AuditServiceServer;
 use tp_proto::tp::login::v1::login_service_server::LoginServiceServer;
 use tp_proto::trail::ErrorKind;
 
@@ -66,6 +67,9 @@ pub async fn serve_observed(
         .add_service(
             ClusterConfigServiceServer::new(auth.clone())
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            AuditServiceServer::new(auth.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(LoginServiceServer::new(auth).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve_with_incoming(incoming)

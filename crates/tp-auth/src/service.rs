@@ -33,6 +33,10 @@ use tp_proto::teleport::users::v1::{
     ListUsersRequest, ListUsersResponse, UpdateUserRequest, UpdateUserResponse, UpsertUserRequest,
     UpsertUserResponse,
 };
+use tp_proto::tp::audit::v1::audit_service_server::AuditService;
+use tp_proto::tp::audit::v1::{
+    AuditEvent as WireAuditEvent, ListAuditEventsRequest, ListAuditEventsResponse,
+};
 use tp_proto::tp::login::v1::login_service_server::LoginService;
 use tp_proto::tp::login::v1::{AuthenticateSshUserRequest, AuthenticateSshUserResponse};
 use tp_proto::trail::ErrorKind;
@@ -236,9 +240,8 @@ impl AuthServer {
     /// `start` (from the oldest for an empty `start`; see [`crate::audit::start_at`]),
     /// oldest first.
     ///
-    /// This is the server side of a future `tpctl` call; it checks no caller, so the
-    /// RPC that exposes it must require `list` and `read` on kind `event`, as Teleport
-    /// does.
+    /// It checks no caller: `tp.audit.v1.AuditService/ListAuditEvents` exposes it to
+    /// callers allowed `list` and `read` on kind `event`, as Teleport requires.
     pub async fn list_audit_events(&self, start: &str, limit: usize) -> Result<AuditPage, Status> {
         self.audit
             .list(start, limit)
@@ -1756,6 +1759,63 @@ impl TrustService for AuthServer {
         }
         Ok(Response::new(GetCertAuthoritiesResponse {
             cert_authorities_v2,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl AuditService for AuthServer {
+    async fn list_audit_events(
+        &self,
+        req: Request<ListAuditEventsRequest>,
+    ) -> Rpc<ListAuditEventsResponse> {
+        let caller = self.caller(&req).await?;
+        caller.check("event", &["list", "read"])?;
+        let r = req.into_inner();
+        let limit = match usize::try_from(r.page_size) {
+            Ok(0) => crate::audit::MAX_AUDIT_PAGE,
+            Ok(n) => n.min(crate::audit::MAX_AUDIT_PAGE),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size {} is negative",
+                    r.page_size
+                )));
+            }
+        };
+        let page = self.list_audit_events(&r.start_key, limit).await?;
+        let events = page
+            .events
+            .into_iter()
+            .map(|e| {
+                let time = time::OffsetDateTime::parse(
+                    &e.time,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|err| {
+                    Status::internal(format!(
+                        "audit event {}: stored time {:?} is not RFC 3339: {err}",
+                        e.id, e.time
+                    ))
+                })?;
+                Ok(WireAuditEvent {
+                    id: e.id,
+                    event: e.event,
+                    time: Some(prost_types::Timestamp {
+                        seconds: time.unix_timestamp(),
+                        nanos: i32::try_from(time.nanosecond()).unwrap_or(0),
+                    }),
+                    user: e.user,
+                    kind: e.kind,
+                    name: e.name,
+                    success: e.success,
+                    error: e.error,
+                    cluster_name: e.cluster_name,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        Ok(Response::new(ListAuditEventsResponse {
+            events,
+            next_key: page.next.unwrap_or_default(),
         }))
     }
 }

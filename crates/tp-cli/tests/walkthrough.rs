@@ -333,6 +333,31 @@ async fn the_seed_walkthrough_with_the_binaries() {
         "{out}"
     );
 
+    // The audit log has the user's creation and the login's certificate, as JSON lines
+    // and as a table.
+    let (ok, out, err) = tpctl(&t, &["audit", "ls", "--last", "0", "--format", "json"]);
+    assert!(ok, "{err}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["event"] == "user.create"
+            && e["name"] == "api-user"
+            && e["success"] == true),
+        "{out}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "cert.create" && e["user"] == "api-user"),
+        "{out}"
+    );
+    let (ok, table, _) = tpctl(&t, &["audit", "ls", "--last", "2"]);
+    assert!(ok);
+    assert!(table.starts_with("Time (UTC)"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+
     // tpsh login writes a tsh-layout profile; a tp-client program uses it (through the
     // proxy's web port, by TLS routing).
     let home = t.dir.path().join("tsh");

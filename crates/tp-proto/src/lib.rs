@@ -20,6 +20,7 @@
 //! | [`teleport::trust::v1`] | `teleport.trust.v1` | `TrustService` |
 //! | [`teleport::clusterconfig::v1`] | `teleport.clusterconfig.v1` | `ClusterConfigService` |
 //! | [`tp::login::v1`] | `tp.login.v1` | tp's own `LoginService` (password login for the Proxy; not Teleport's API) |
+//! | [`tp::audit::v1`] | `tp.audit.v1` | tp's own `AuditService` (reading the audit log; not Teleport's API) |
 //!
 //! Each service module has a `*_client` and a `*_server` submodule (tonic), generated
 //! without tonic's own transport: connections come from `tp-transport`.

@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Reads the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Signs credentials for users.
     Auth {
         #[command(subcommand)]
@@ -114,6 +119,25 @@ enum TokensCommand {
         /// The token.
         token: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Lists audit events, oldest first: every mutating call and certificate issuance.
+    Ls {
+        /// Only the most recent N events (0 for all).
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        last: usize,
+        /// Output format: text (a table) or json (one object per line).
+        #[arg(long, value_enum, default_value = "text")]
+        format: AuditFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -509,6 +533,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Create { force, file } => create(&c, file, *force).await,
         Command::Get { spec, format } => get(&c, spec, *format).await,
         Command::Rm { spec } => rm(&c, spec).await,
+        Command::Audit {
+            command: AuditCommand::Ls { last, format },
+        } => audit_ls(&c, *last, *format).await,
         Command::Users { command } => match command {
             UsersCommand::Add {
                 name,
@@ -698,6 +725,89 @@ async fn tokens_ls(c: &Client) -> Result<(), CliError> {
             })
             .unwrap_or_else(|| "never".into());
         tp_cli::outln!("{name:<34} {roles:<16} {expiry}");
+    }
+    Ok(())
+}
+
+async fn audit_ls(c: &Client, last: usize, format: AuditFormat) -> Result<(), CliError> {
+    let mut events = std::collections::VecDeque::new();
+    let mut start = String::new();
+    loop {
+        let page = c.list_audit_events(&start, 0).await.map_err(api)?;
+        for e in page.events {
+            if last != 0 && events.len() == last {
+                events.pop_front();
+            }
+            events.push_back(e);
+        }
+        if page.next_key.is_empty() {
+            break;
+        }
+        start = page.next_key;
+    }
+    let when = |e: &tp_proto::tp::audit::v1::AuditEvent| {
+        e.time
+            .and_then(|t| {
+                time::OffsetDateTime::from_unix_timestamp(t.seconds)
+                    .ok()
+                    .map(|d| {
+                        d.replace_nanosecond(u32::try_from(t.nanos).unwrap_or(0))
+                            .unwrap_or(d)
+                    })
+            })
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    };
+    match format {
+        AuditFormat::Json => {
+            for e in &events {
+                let mut v = serde_json::json!({
+                    "id": e.id,
+                    "time": when(e),
+                    "event": e.event,
+                    "user": e.user,
+                    "kind": e.kind,
+                    "name": e.name,
+                    "success": e.success,
+                    "cluster_name": e.cluster_name,
+                });
+                if !e.error.is_empty() {
+                    v["error"] = e.error.clone().into();
+                }
+                tp_cli::outln!("{v}");
+            }
+        }
+        AuditFormat::Text => {
+            if events.is_empty() {
+                tp_cli::outln!("No audit events found.");
+                return Ok(());
+            }
+            tp_cli::outln!(
+                "{:<30} {:<20} {:<22} {:<30} Result",
+                "Time (UTC)",
+                "User",
+                "Event",
+                "Resource"
+            );
+            for e in &events {
+                let resource = format!("{}/{}", e.kind, e.name);
+                let result = if e.success {
+                    "ok".to_string()
+                } else {
+                    format!("failed: {}", e.error)
+                };
+                tp_cli::outln!(
+                    "{:<30} {:<20} {:<22} {:<30} {result}",
+                    when(e),
+                    e.user,
+                    e.event,
+                    resource
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -22,6 +22,11 @@ pub mod teleport {
     }
 }
 pub mod tp {
+    pub mod audit {
+        pub mod v1 {
+            include!("tp.audit.v1.rs");
+        }
+    }
     pub mod login {
         pub mod v1 {
             include!("tp.login.v1.rs");
