@@ -65,11 +65,22 @@ fn ca_key(kind: CaType, cluster: &str) -> String {
 }
 
 /// Prepares `store` for cluster `name` (created if empty; `None` takes the stored
-/// name) at time `now`, and returns the cluster's state.
+/// name) at time `now`, and returns the cluster's state. New CAs get the default keys.
 pub async fn bootstrap(
     store: &dyn Store,
     name: Option<&str>,
     now: i64,
+) -> Result<ClusterState, BootstrapError> {
+    bootstrap_with(store, name, now, ca::SignatureAlgorithmSuite::default()).await
+}
+
+/// [`bootstrap`], with CAs that do not exist yet created with the keys of `suite`
+/// (existing CAs keep theirs).
+pub async fn bootstrap_with(
+    store: &dyn Store,
+    name: Option<&str>,
+    now: i64,
+    suite: ca::SignatureAlgorithmSuite,
 ) -> Result<ClusterState, BootstrapError> {
     let cluster = match store.get(Kind::ClusterName, CLUSTER_NAME_KEY).await {
         Ok(item) => {
@@ -120,7 +131,8 @@ pub async fn bootstrap(
         let ca = match store.get(Kind::CertAuthority, &key).await {
             Ok(item) => item.decode::<CertAuthorityV2>()?,
             Err(StoreError::NotFound) => {
-                let ca = ca::generate(&cluster, kind, now).map_err(BootstrapError::Ca)?;
+                let ca =
+                    ca::generate_with(&cluster, kind, now, suite).map_err(BootstrapError::Ca)?;
                 store
                     .create(Kind::CertAuthority, &key, ca.encode_to_vec(), None)
                     .await?;

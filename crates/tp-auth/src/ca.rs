@@ -1,8 +1,9 @@
 //! The cluster's certificate authorities: creating them, and issuing the host
 //! certificates the cluster's own components use.
 //!
-//! Each CA (`user`, `host`) has an X.509 key and self-signed certificate (ECDSA P-256,
-//! subject O and CN = the cluster name, as Teleport's) and an SSH key (Ed25519). They are
+//! Each CA (`user`, `host`) has an X.509 key and self-signed certificate (subject O and
+//! CN = the cluster name, as Teleport's) and an SSH key: ECDSA P-256 and Ed25519 by
+//! default, RSA-2048 for both when asked ([`SignatureAlgorithmSuite`]). They are
 //! stored as `types.CertAuthorityV2` resources with their private keys; anything that
 //! leaves the server goes through [`strip_secrets`] unless the caller may read secrets.
 //!
@@ -66,18 +67,65 @@ fn crypto(e: impl std::fmt::Display) -> CaError {
 /// How long a new CA is valid: ten years.
 const CA_VALIDITY_SECS: i64 = 3650 * 24 * 3600;
 
+/// Which keys new CAs get, named after Teleport's `signature_algorithm_suite` (cluster
+/// auth preference). It applies when a CA is created; existing CAs keep their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SignatureAlgorithmSuite {
+    /// ECDSA P-256 for X.509, Ed25519 for SSH (Teleport's `balanced-v1`).
+    #[default]
+    BalancedV1,
+    /// RSA-2048 for both (Teleport's `legacy`), for peers that cannot verify anything
+    /// else.
+    Legacy,
+}
+
+impl SignatureAlgorithmSuite {
+    /// Teleport's name for the suite.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BalancedV1 => "balanced-v1",
+            Self::Legacy => "legacy",
+        }
+    }
+
+    fn tls(self) -> KeyAlgorithm {
+        match self {
+            Self::BalancedV1 => KeyAlgorithm::EcdsaP256,
+            Self::Legacy => KeyAlgorithm::Rsa { bits: 2048 },
+        }
+    }
+}
+
 /// Creates a CA of `kind` for `cluster` at time `now` (seconds since the epoch), valid
-/// for ten years.
+/// for ten years, with the default keys ([`SignatureAlgorithmSuite::BalancedV1`]).
 pub fn generate(cluster: &str, kind: CaType, now: i64) -> Result<CertAuthorityV2, CaError> {
-    let key = tp_creds::PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(crypto)?;
+    generate_with(cluster, kind, now, SignatureAlgorithmSuite::default())
+}
+
+/// Creates a CA as [`generate`] does, with the keys of `suite`.
+pub fn generate_with(
+    cluster: &str,
+    kind: CaType,
+    now: i64,
+    suite: SignatureAlgorithmSuite,
+) -> Result<CertAuthorityV2, CaError> {
+    let key = tp_creds::PrivateKey::generate(suite.tls()).map_err(crypto)?;
     let cert = self_signed_ca(cluster, &key, now - 60, now + CA_VALIDITY_SECS).map_err(crypto)?;
     let cert_pem = tp_creds::pem::encode("CERTIFICATE", &cert);
     let key_pem = key.to_pem().map_err(crypto)?;
 
-    let mut seed = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-        .map_err(|_| CaError::Crypto("no randomness".into()))?;
-    let ssh = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let ssh = match suite {
+        SignatureAlgorithmSuite::BalancedV1 => {
+            let mut seed = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+                .map_err(|_| CaError::Crypto("no randomness".into()))?;
+            PrivateKey::from(Ed25519Keypair::from_seed(&seed))
+        }
+        SignatureAlgorithmSuite::Legacy => tp_creds::PrivateKey::generate(suite.tls())
+            .and_then(|k| k.to_ssh())
+            .map_err(crypto)?,
+    };
     let ssh_public = ssh.public_key().to_openssh().map_err(crypto)?;
     let ssh_private = ssh.to_openssh(LineEnding::LF).map_err(crypto)?;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tp_auth::bootstrap::{BootstrapError, bootstrap};
+use tp_auth::bootstrap::{BootstrapError, bootstrap_with};
 use tp_auth::ca::{self, Issued};
 use tp_auth::listener;
 use tp_auth::service::{AuthServer, system_clock};
@@ -55,6 +55,28 @@ pub struct ClusterConfig {
     pub diag_addr: Option<SocketAddr>,
     /// Whether the web port also routes Auth connections and the tunnel by ALPN.
     pub listener_mode: ListenerMode,
+    /// The keys new CAs get (on first start; existing CAs keep theirs).
+    pub signature_algorithm_suite: SignatureAlgorithmSuite,
+}
+
+/// The keys of new CAs, by Teleport's `signature_algorithm_suite` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SignatureAlgorithmSuite {
+    /// ECDSA P-256 for X.509, Ed25519 for SSH.
+    #[default]
+    #[value(name = "balanced-v1")]
+    BalancedV1,
+    /// RSA-2048 for both, for peers that verify nothing else.
+    Legacy,
+}
+
+impl From<SignatureAlgorithmSuite> for ca::SignatureAlgorithmSuite {
+    fn from(s: SignatureAlgorithmSuite) -> Self {
+        match s {
+            SignatureAlgorithmSuite::BalancedV1 => Self::BalancedV1,
+            SignatureAlgorithmSuite::Legacy => Self::Legacy,
+        }
+    }
 }
 
 /// How the Proxy's listeners share the work (Teleport's `proxy_listener_mode`).
@@ -264,15 +286,20 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         Storage::Memory => None,
     };
     let (store, state_path) = open_store(&cfg).await?;
-    let state = bootstrap(store.as_ref(), cfg.cluster_name.as_deref(), now())
-        .await
-        .map_err(|e| match e {
-            BootstrapError::OtherCluster { .. } => CliError::new(
-                e.to_string(),
-                "a data directory holds one cluster; drop --cluster-name to use the stored one",
-            ),
-            other => CliError::plain(other.to_string()),
-        })?;
+    let state = bootstrap_with(
+        store.as_ref(),
+        cfg.cluster_name.as_deref(),
+        now(),
+        cfg.signature_algorithm_suite.into(),
+    )
+    .await
+    .map_err(|e| match e {
+        BootstrapError::OtherCluster { .. } => CliError::new(
+            e.to_string(),
+            "a data directory holds one cluster; drop --cluster-name to use the stored one",
+        ),
+        other => CliError::plain(other.to_string()),
+    })?;
     let metrics = crate::diag::Metrics::new();
     let diag = match cfg.diag_addr {
         Some(a) => Some(crate::diag::bind(a).await?),

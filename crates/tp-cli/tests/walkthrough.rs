@@ -1078,3 +1078,114 @@ async fn in_separate_listener_mode_clients_follow_discovery_to_the_tunnel() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_rsa_cluster_issues_credentials_that_every_client_uses() {
+    let t = tpd_in(
+        tempfile::tempdir().unwrap().into(),
+        &[
+            "--cluster-name",
+            "example.com",
+            "--in-memory",
+            "--signature-algorithm-suite",
+            "legacy",
+        ],
+    );
+    let (ok, _, err) = tpctl(&t, &["users", "add", "bob", "--roles=editor"]);
+    assert!(ok, "{err}");
+    let out = t.dir.path().join("bob");
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "auth",
+            "sign",
+            "--user=bob",
+            "--format=openssh",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+
+    // OpenSSH reads the user certificate as signed by an RSA CA with an RSA-SHA2
+    // signature.
+    let cert = t.dir.path().join("bob-cert.pub");
+    let listed = Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(&cert)
+        .output()
+        .expect("ssh-keygen (openssh-client)");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{text}");
+    assert!(
+        text.contains("Signing CA: RSA SHA256:") && text.contains("using rsa-sha2-512"),
+        "{text}"
+    );
+    // The CA tpctl exports is RSA-2048.
+    let (ok, exported, err) = tpctl(&t, &["auth", "export", "--type=tls-user"]);
+    assert!(ok, "{err}");
+    let ca_file = t.dir.path().join("user-ca.pem");
+    std::fs::write(&ca_file, &exported).unwrap();
+    let x = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&ca_file)
+        .output()
+        .expect("openssl");
+    let x = String::from_utf8_lossy(&x.stdout);
+    assert!(
+        x.contains("Public-Key: (2048 bit)") && x.contains("sha256WithRSAEncryption"),
+        "{x}"
+    );
+
+    // An identity file from the same cluster works directly, through the tunnel (the
+    // proxy's host certificate is RSA-signed too) and by TLS routing, for tp-client
+    // and for Teleport's Go client.
+    let id_path = t.dir.path().join("bob.pem");
+    let (ok, _, err) = tpctl(
+        &t,
+        &[
+            "auth",
+            "sign",
+            "--user=bob",
+            "--out",
+            id_path.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let creds = tp_creds::IdentityFile::from_path(&id_path);
+    let auth = t.auth_addr().to_string();
+    for addr in [auth.as_str(), t.tunnel.as_str(), t.web.as_str()] {
+        let config = tp_client::Config::new()
+            .credentials(&creds, &[addr])
+            .unwrap();
+        let client = tp_client::Client::connect(config).await.unwrap();
+        assert!(client.get_role("editor").await.is_ok(), "{addr}");
+        let out = Command::new("go")
+            .env(
+                "CLIENTCHECK_INSECURE",
+                if addr == t.web { "1" } else { "0" },
+            )
+            .args([
+                "run",
+                "./cmd/clientcheck",
+                addr,
+                "-i",
+                id_path.to_str().unwrap(),
+                "-",
+                "ping",
+            ])
+            .current_dir(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../tests/interop-go"
+            ))
+            .output()
+            .expect("Go runs the reference client (install Go; see README.md)");
+        assert!(
+            out.status.success(),
+            "{addr}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

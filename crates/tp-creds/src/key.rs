@@ -213,17 +213,8 @@ impl PrivateKey {
             return Ok(Inner::P256(k));
         }
         if let Some(k) = data.rsa() {
-            // Built from the components here: ssh-key 0.6's own conversion passes p twice.
-            let n = |m: &ssh_key::Mpint| {
-                rsa::BigUint::from_bytes_be(m.as_positive_bytes().unwrap_or_default())
-            };
-            let k = rsa::RsaPrivateKey::from_components(
-                n(&k.public.n),
-                n(&k.public.e),
-                n(&k.private.d),
-                vec![n(&k.private.p), n(&k.private.q)],
-            )
-            .map_err(|e| Error::invalid(origin, format!("OpenSSH RSA key: {e}")))?;
+            let k = rsa_from_ssh(k)
+                .map_err(|e| Error::invalid(origin, format!("OpenSSH RSA key: {e}")))?;
             return Ok(Inner::Rsa(Box::new(k)));
         }
         Err(Error::UnsupportedKey {
@@ -401,6 +392,21 @@ pub fn public_key_spki_der(text: &str, origin: &str) -> Result<Vec<u8>, Error> {
         }
     };
     doc.map(|d| d.as_bytes().to_vec()).map_err(|e| err(&e))
+}
+
+/// An `rsa` key from an `ssh-key` RSA key pair, built from its components here: ssh-key
+/// 0.6's own conversion passes p twice (so the key it builds cannot sign).
+pub(crate) fn rsa_from_ssh(
+    k: &ssh_key::private::RsaKeypair,
+) -> Result<rsa::RsaPrivateKey, rsa::Error> {
+    let n =
+        |m: &ssh_key::Mpint| rsa::BigUint::from_bytes_be(m.as_positive_bytes().unwrap_or_default());
+    rsa::RsaPrivateKey::from_components(
+        n(&k.public.n),
+        n(&k.public.e),
+        n(&k.private.d),
+        vec![n(&k.private.p), n(&k.private.q)],
+    )
 }
 
 #[cfg(test)]

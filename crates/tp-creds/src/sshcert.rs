@@ -172,8 +172,7 @@ impl SshIdentity {
         )
         .map_err(|e| Error::invalid("SSH certificate", e.to_string()))?;
         self.apply(&mut b)?;
-        b.sign(ca)
-            .map_err(|e| Error::invalid("SSH certificate", format!("signing: {e}")))
+        sign_builder(b, ca).map_err(|e| Error::invalid("SSH certificate", format!("signing: {e}")))
     }
 }
 
@@ -259,8 +258,50 @@ impl SshHostIdentity {
             .map_err(err)?;
         b.extension("x-teleport-authority", self.cluster.clone())
             .map_err(err)?;
-        b.sign(ca)
+        sign_builder(b, ca)
             .map_err(|e| Error::invalid("SSH host certificate", format!("signing: {e}")))
+    }
+}
+
+/// Signs `b` with `ca`. RSA CAs sign through [`RsaCaKey`] (rsa-sha2-512, what OpenSSH and
+/// Teleport use), because ssh-key 0.6's own RSA signing rebuilds the key wrongly and
+/// fails.
+fn sign_builder(b: Builder, ca: &ssh_key::PrivateKey) -> Result<ssh_key::Certificate, String> {
+    match ca.key_data().rsa() {
+        Some(k) => {
+            let key = crate::key::rsa_from_ssh(k).map_err(|e| format!("RSA CA key: {e}"))?;
+            b.sign(&RsaCaKey {
+                signer: rsa::pkcs1v15::SigningKey::new(key),
+                public: ca.public_key().key_data().clone(),
+            })
+            .map_err(|e| e.to_string())
+        }
+        None => b.sign(ca).map_err(|e| e.to_string()),
+    }
+}
+
+/// An RSA CA key that signs certificates with rsa-sha2-512.
+struct RsaCaKey {
+    signer: rsa::pkcs1v15::SigningKey<sha2::Sha512>,
+    public: ssh_key::public::KeyData,
+}
+
+impl signature::Signer<ssh_key::Signature> for RsaCaKey {
+    fn try_sign(&self, msg: &[u8]) -> Result<ssh_key::Signature, signature::Error> {
+        let sig: rsa::pkcs1v15::Signature = self.signer.try_sign(msg)?;
+        ssh_key::Signature::new(
+            ssh_key::Algorithm::Rsa {
+                hash: Some(ssh_key::HashAlg::Sha512),
+            },
+            signature::SignatureEncoding::to_vec(&sig),
+        )
+        .map_err(signature::Error::from_source)
+    }
+}
+
+impl From<&RsaCaKey> for ssh_key::public::KeyData {
+    fn from(k: &RsaCaKey) -> Self {
+        k.public.clone()
     }
 }
 
@@ -332,5 +373,38 @@ mod tests {
         assert_eq!(back.route_to_cluster, "example.com");
         assert!(back.extensions.contains_key("permit-pty"));
         assert_eq!(ssh_login_user(&cert), "alice");
+    }
+
+    #[test]
+    fn rsa_cas_sign_with_rsa_sha2_512_and_the_signature_verifies() {
+        let ca = PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 })
+            .unwrap()
+            .to_ssh()
+            .unwrap();
+        let host = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        for cert in [
+            SshHostIdentity::new("abc-123", "example.com", "Proxy")
+                .sign(&host.ssh_public_key().unwrap(), &ca, 0, 4_000_000_000)
+                .unwrap(),
+            SshIdentity::user("alice", vec![], "example.com")
+                .sign(&host.ssh_public_key().unwrap(), &ca, 0, 4_000_000_000)
+                .unwrap(),
+        ] {
+            assert_eq!(
+                cert.signature().algorithm(),
+                ssh_key::Algorithm::Rsa {
+                    hash: Some(ssh_key::HashAlg::Sha512)
+                }
+            );
+            let fp = ca.public_key().fingerprint(ssh_key::HashAlg::Sha256);
+            cert.validate_at(1_000, [&fp]).unwrap();
+            // A different CA's fingerprint is refused.
+            let other = PrivateKey::generate(KeyAlgorithm::Ed25519)
+                .unwrap()
+                .ssh_public_key()
+                .unwrap()
+                .fingerprint(ssh_key::HashAlg::Sha256);
+            assert!(cert.validate_at(1_000, [&other]).is_err());
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tp_cli::cluster::{ClusterConfig, ListenerMode, Storage, start};
+use tp_cli::cluster::{ClusterConfig, ListenerMode, SignatureAlgorithmSuite, Storage, start};
 use tp_cli::paths::default_data_dir;
 use tp_cli::report;
 
@@ -58,6 +58,10 @@ enum Command {
         /// tunnel; separate: HTTPS only, clients use the tunnel address.
         #[arg(long, value_enum, default_value_t = ListenerMode::Multiplex)]
         listener_mode: ListenerMode,
+        /// The keys of the CAs created on first start: balanced-v1 (ECDSA P-256 for
+        /// X.509, Ed25519 for SSH) or legacy (RSA-2048). Existing CAs keep theirs.
+        #[arg(long, value_enum, default_value_t = SignatureAlgorithmSuite::BalancedV1)]
+        signature_algorithm_suite: SignatureAlgorithmSuite,
     },
     /// Prints shell completions: bash, zsh, fish, elvish or powershell.
     Completion {
@@ -95,6 +99,7 @@ async fn main() -> ExitCode {
         public_addr,
         diag_addr,
         listener_mode,
+        signature_algorithm_suite,
     } = command
     else {
         return ExitCode::SUCCESS;
@@ -119,6 +124,7 @@ async fn main() -> ExitCode {
         public_addr,
         diag_addr,
         listener_mode,
+        signature_algorithm_suite,
     };
     let (running, handle) = match start(cfg).await {
         Ok(r) => r,
