@@ -6,6 +6,18 @@
 //!   same listener. Goal ≥ 0.7×.
 //! - **GenerateUserCerts** through the server against the raw signing rate of the same
 //!   key types (one ECDSA P-256 and one Ed25519 signature per request). Goal ≥ 0.5×.
+//! - **tpd cold start** to ready, first start and restart. Goal: under 1 s.
+//! - **tp-ssh against OpenSSH** ([`ssh`]): bulk throughput through a channel against
+//!   `ssh -W` through `sshd` (goal ≥ 1.0×), and handshakes/s.
+//! - **The reverse tunnel** ([`tunnel`]): bulk throughput against OpenSSH forwarding, new
+//!   connections/s, and RSS per idle connection at 1,000 and 10,000 (goal ≤ 20 KiB).
+//!
+//! OpenSSH (`/usr/sbin/sshd`, `ssh`, `ssh-keygen`) must be installed: without it the bench
+//! fails and names the Debian package.
+
+mod openssh;
+mod ssh;
+mod tunnel;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,12 +72,21 @@ where
     F: Fn() -> Fut + Clone,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    rate_n(IN_FLIGHT, op).await
+}
+
+/// Calls `op` with `in_flight` concurrent callers for `MEASURE`; returns calls/s.
+pub(crate) async fn rate_n<F, Fut>(in_flight: usize, op: F) -> anyhow::Result<f64>
+where
+    F: Fn() -> Fut + Clone,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     // Warm up.
     for _ in 0..50 {
         op().await?;
     }
     let start = Instant::now();
-    let counts = stream::iter(0..IN_FLIGHT)
+    let counts = stream::iter(0..in_flight)
         .map(|_| {
             let op = op.clone();
             async move {
@@ -77,7 +98,7 @@ where
                 anyhow::Ok(n)
             }
         })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight)
         .collect::<Vec<_>>()
         .await;
     let total: u64 = counts
@@ -97,8 +118,63 @@ fn report(name: &str, tp: f64, baseline: f64, goal: f64) -> bool {
     ratio >= goal
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// A rate with a same-run baseline but no goal (printed for the record).
+fn report_rate(name: &str, tp: f64, baseline_name: &str, baseline: f64) {
+    println!(
+        "{name}: tp {tp:.0}/s, {baseline_name} {baseline:.0}/s, ratio {:.2}x (no goal set)",
+        tp / baseline
+    );
+}
+
+/// Throughput in MB/s (10^6 bytes) against a same-run baseline, with a goal.
+fn report_throughput(
+    name: &str,
+    tp: ssh::Received,
+    baseline_name: &str,
+    baseline: ssh::Received,
+    goal: f64,
+) -> bool {
+    let ratio = tp.mb_per_s() / baseline.mb_per_s();
+    let verdict = if ratio >= goal { "meets" } else { "BELOW" };
+    println!(
+        "{name}: tp {:.0} MB/s, {baseline_name} {:.0} MB/s, ratio {ratio:.2}x ({verdict} the {goal}x goal)",
+        tp.mb_per_s(),
+        baseline.mb_per_s()
+    );
+    ratio >= goal
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some(tunnel::IDLE_SERVER) => return tunnel::idle_server(&args[1..]),
+        Some(tunnel::IDLE_CLIENTS) => return tunnel::idle_clients(&args[1..]),
+        Some(other) => anyhow::bail!("unknown argument {other:?} (tp-bench takes none)"),
+        None => {}
+    }
+    // Before anything is measured: without OpenSSH there is no baseline for the SSH
+    // benchmarks, and they must not be skipped silently.
+    openssh::require_tools()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (mut ok, tunnel_pki) = rt.block_on(bench())?;
+    // Whatever the in-process benchmarks left running stops before the idle children
+    // start, so they have the machine to themselves.
+    rt.shutdown_background();
+    ok &= tunnel::idle(&tunnel_pki)?;
+    println!(
+        "bench: {}",
+        if ok {
+            "every ratio meets its goal"
+        } else {
+            "some ratios are below their goals"
+        }
+    );
+    Ok(())
+}
+
+async fn bench() -> anyhow::Result<(bool, tunnel::TunnelPki)> {
     let cluster = TestCluster::start("proxy.example.com:3080").await;
     let admin = cluster.admin().await;
     admin.create_role(seed_role()?).await?;
@@ -238,16 +314,74 @@ async fn main() -> anyhow::Result<()> {
     // 3. tpd cold start to ready on the embedded default (SQLite), first start (CAs are
     // generated) and restart (state reused). Goal: under 1 s.
     ok &= cold_start().await?;
+    drop(admin);
+    drop(cluster);
 
-    println!(
-        "bench: {}",
-        if ok {
-            "every ratio meets its goal"
-        } else {
-            "some ratios are below their goals"
+    // 4. tp-ssh bulk throughput against OpenSSH, per cipher.
+    let pki = openssh::Pki::new()?;
+    let sshd = openssh::Sshd::start(&pki)?;
+    let tp_server = ssh::tp_ssh_server(pki.tp_server()?).await?;
+    let mut sink = ssh::Sink::start(true).await?;
+    let mut openssh_aes = None;
+    for cipher in [
+        tp_ssh::CipherAlg::Aes128Gcm,
+        tp_ssh::CipherAlg::ChaCha20Poly1305,
+    ] {
+        let b = ssh::bulk(&pki, &sshd, tp_server, &mut sink, cipher).await?;
+        ok &= report_throughput(
+            &format!(
+                "tp-ssh bulk, {} MiB through direct-tcpip, {}",
+                ssh::BULK >> 20,
+                cipher.name()
+            ),
+            b.tp,
+            "OpenSSH ssh -W via sshd",
+            b.openssh,
+            1.0,
+        );
+        if cipher == tp_ssh::CipherAlg::Aes128Gcm {
+            openssh_aes = Some(b.openssh);
         }
+    }
+
+    // 5. Handshakes/s: the same tp-ssh client against the tp-ssh server and sshd.
+    let tp_hs = ssh::handshakes(tp_server, &pki).await?;
+    let sshd_hs = ssh::handshakes(sshd.port, &pki).await?;
+    report_rate(
+        "tp-ssh handshakes (TCP + KEX + cert auth + close, tp-ssh client, 4 in flight)",
+        tp_hs,
+        "sshd",
+        sshd_hs,
     );
-    Ok(())
+
+    // 6. Reverse tunnel bulk throughput against the OpenSSH aes128-gcm figure above.
+    let tunnel_pki = tunnel::TunnelPki::new()?;
+    let t = tunnel::bulk(&tunnel_pki, &mut sink).await?;
+    if let Some(openssh) = openssh_aes {
+        ok &= report_throughput(
+            &format!(
+                "reverse tunnel bulk, {} MiB through tunnel::open + TunnelServer, aes128-gcm",
+                ssh::BULK >> 20
+            ),
+            t,
+            "OpenSSH ssh -W via sshd",
+            openssh,
+            1.0,
+        );
+    }
+
+    // 7. New tunnel connections/s against the tp-ssh client opening a channel via sshd.
+    let auth = ssh::Sink::start(false).await?;
+    let tunnel_conns = tunnel::connections(&tunnel_pki, auth.port).await?;
+    let sshd_conns = tunnel::connections_sshd(&pki, sshd.port, auth.port).await?;
+    report_rate(
+        "new tunnel connections (TCP + KEX + cert auth + transport channel + dial + close, 4 in flight)",
+        tunnel_conns,
+        "tp-ssh client via sshd with a direct-tcpip channel",
+        sshd_conns,
+    );
+    drop(sshd);
+    Ok((ok, tunnel_pki))
 }
 
 /// Times `tp_cli::cluster::start` (what `tpd start` runs before it prints that it is
@@ -264,6 +398,7 @@ async fn cold_start() -> anyhow::Result<bool> {
         public_addr: None,
         diag_addr: None,
         listener_mode: tp_cli::cluster::ListenerMode::Multiplex,
+        signature_algorithm_suite: tp_cli::cluster::SignatureAlgorithmSuite::BalancedV1,
     };
     let budget = Duration::from_secs(1);
     let mut ok = true;
