@@ -1189,3 +1189,207 @@ async fn a_legacy_rsa_cluster_issues_credentials_that_every_client_uses() {
         );
     }
 }
+
+/// A connection target for `mode` ("direct", "tunnel", "tls-routing", "discovery") with
+/// `m`; `None` where the mode needs SSH material the credential lacks.
+fn target_for(
+    mode: &str,
+    m: &tp_creds::Material,
+    t: &Tpd,
+) -> Option<tp_transport::connector::Target> {
+    use tp_transport::addr::{PortRule, parse_host_port};
+    use tp_transport::connector::Target;
+    let web = parse_host_port(&t.web, PortRule::Default(443)).unwrap();
+    let (tls, server_name, credential) = (m.tls.clone(), m.server_name.clone(), m.origin.clone());
+    Some(match mode {
+        "direct" => Target::Direct {
+            addr: t.auth_addr(),
+            tls,
+            server_name,
+            credential,
+        },
+        "tunnel" => Target::Tunnel {
+            tunnel_addr: parse_host_port(&t.tunnel, PortRule::Default(3024)).unwrap(),
+            ssh: Box::new(m.ssh.clone()?),
+            tls,
+            server_name,
+            credential,
+        },
+        "tls-routing" => Target::TlsRouting {
+            web_addr: web,
+            cluster: "example.com".into(),
+            tls,
+            server_name,
+            credential,
+        },
+        "discovery" => Target::Discovery {
+            web_addr: web,
+            cluster: String::new(),
+            tls,
+            server_name,
+            ssh: m.ssh.clone().map(Box::new),
+            credential,
+        },
+        other => panic!("no mode {other}"),
+    })
+}
+
+/// Every loader in every mode against one tpd, with the seed's api-user: get_role
+/// succeeds, get_users is AccessDenied, a missing role is NotFound; with an editor's
+/// identity, creating an existing role is AlreadyExists. Then Teleport's Go client with
+/// the same files (identity file, key pair, profile) gets the same answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_loader_in_every_mode() {
+    use tp_client::ErrorKind;
+    let t = tpd_in(
+        tempfile::tempdir().unwrap().into(),
+        &["--cluster-name", "example.com", "--in-memory"],
+    );
+    let d = t.dir.path().to_path_buf();
+    let role = d.join("api-role.yaml");
+    std::fs::write(&role, "kind: role\nversion: v5\nmetadata:\n  name: api-role\nspec:\n  allow:\n    rules:\n      - resources: [role]\n        verbs: [read]\n").unwrap();
+    assert!(tpctl(&t, &["create", "-f", role.to_str().unwrap()]).0);
+    for (user, roles) in [("api-user", "api-role"), ("ed", "editor")] {
+        let (ok, _, err) = tpctl(&t, &["users", "add", user, &format!("--roles={roles}")]);
+        assert!(ok, "{err}");
+    }
+    let sign = |user: &str, format: &str, out: &std::path::Path| {
+        let (ok, _, err) = tpctl(
+            &t,
+            &[
+                "auth",
+                "sign",
+                &format!("--user={user}"),
+                &format!("--format={format}"),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "{err}");
+    };
+    // The four loaders, all for api-user.
+    let id_path = d.join("api-user.pem");
+    sign("api-user", "file", &id_path);
+    let tls_base = d.join("api-user-tls");
+    sign("api-user", "tls", &tls_base);
+    let with_ext = |ext: &str| std::path::PathBuf::from(format!("{}.{ext}", tls_base.display()));
+    let key_pair = tp_creds::KeyPair::new(with_ext("crt"), with_ext("key"), with_ext("cas"));
+    let home = d.join("tsh");
+    let bundle = tp_creds::IdentityBundle::parse(
+        &std::fs::read_to_string(&id_path).unwrap(),
+        "api-user.pem",
+    )
+    .unwrap();
+    tp_creds::write_profile(
+        &home,
+        &tp_creds::ProfileConfig::new(&t.web, "api-user", "example.com"),
+        &bundle,
+        true,
+    )
+    .unwrap();
+    let identity = tp_creds::IdentityFile::from_path(&id_path);
+    let profile = tp_creds::Profile::new(&home, None);
+    let raw_tls = tp_creds::Tls::new(tp_creds::Credentials::load(&key_pair).unwrap().tls);
+    let loaders: [(&str, &dyn tp_creds::Credentials); 4] = [
+        ("identity file", &identity),
+        ("profile", &profile),
+        ("key pair", &key_pair),
+        ("tls config", &raw_tls),
+    ];
+
+    let modes = ["direct", "tunnel", "tls-routing", "discovery"];
+    for (loader, creds) in loaders {
+        let m = creds.load().unwrap();
+        for mode in modes {
+            let Some(target) = target_for(mode, &m, &t) else {
+                // Only the tunnel needs SSH material, and only TLS-only loaders lack it.
+                assert_eq!(mode, "tunnel", "{loader}");
+                assert!(matches!(loader, "key pair" | "tls config"), "{loader}");
+                continue;
+            };
+            let what = format!("{loader} via {mode}");
+            let client = tp_client::Client::connect(tp_client::Config::new().target(target))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(client.get_role("api-role").await.is_ok(), "{what}");
+            assert_eq!(
+                client.get_users(false).await.unwrap_err().kind(),
+                ErrorKind::AccessDenied,
+                "{what}"
+            );
+            assert_eq!(
+                client.get_role("no-such-role").await.unwrap_err().kind(),
+                ErrorKind::NotFound,
+                "{what}"
+            );
+        }
+    }
+
+    // AlreadyExists needs a caller allowed to create roles: the editor, every mode.
+    let ed_path = d.join("ed.pem");
+    sign("ed", "file", &ed_path);
+    let ed = tp_creds::Credentials::load(&tp_creds::IdentityFile::from_path(&ed_path)).unwrap();
+    let existing =
+        tp_proto::resource::parse(&std::fs::read_to_string(&role).unwrap(), "api-role.yaml")
+            .unwrap();
+    for mode in modes {
+        let client = tp_client::Client::connect(
+            tp_client::Config::new().target(target_for(mode, &ed, &t).unwrap()),
+        )
+        .await
+        .unwrap();
+        let tp_proto::resource::Resource::Role(r) = existing[0].clone() else {
+            panic!("a role");
+        };
+        assert_eq!(
+            client.create_role(r).await.unwrap_err().kind(),
+            ErrorKind::AlreadyExists,
+            "editor via {mode}"
+        );
+    }
+
+    // Teleport's Go client with the same files, at each address (it races its own modes):
+    // the same answers for api-user (clientcheck's "user" case).
+    let auth = t.auth_addr().to_string();
+    let (crt, key, ca) = (with_ext("crt"), with_ext("key"), with_ext("cas"));
+    let go_loaders: [(&str, [&str; 3]); 3] = [
+        ("identity file", ["-i", id_path.to_str().unwrap(), "-"]),
+        (
+            "key pair",
+            [
+                crt.to_str().unwrap(),
+                key.to_str().unwrap(),
+                ca.to_str().unwrap(),
+            ],
+        ),
+        ("profile", ["-p", home.to_str().unwrap(), "-"]),
+    ];
+    for (loader, [cert, key, ca]) in go_loaders {
+        for addr in [auth.as_str(), t.tunnel.as_str(), t.web.as_str()] {
+            if loader == "key pair" && addr != auth {
+                // Go tries the proxy's modes only with SSH material (client.go, connect);
+                // tp also tries TLS routing with TLS-only credentials (checked above).
+                continue;
+            }
+            let out = Command::new("go")
+                .env(
+                    "CLIENTCHECK_INSECURE",
+                    if addr == t.web { "1" } else { "0" },
+                )
+                .env("TELEPORT_HOME", &home)
+                .args(["run", "./cmd/clientcheck", addr, cert, key, ca, "user"])
+                .current_dir(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../tests/interop-go"
+                ))
+                .output()
+                .expect("Go runs the reference client (install Go; see README.md)");
+            assert!(
+                out.status.success(),
+                "Go, {loader} at {addr}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -5,6 +5,8 @@
 // Usage: go run ./cmd/clientcheck ADDR CERT KEY CA admin OUTDIR | user | ping
 //
 // With CERT "-i", KEY is an identity file (client.LoadIdentityFile) and CA is ignored.
+// With CERT "-p", KEY is a tsh profile directory (client.LoadProfile, its current
+// profile) and CA is ignored.
 //
 // "admin" runs as the cluster's local admin identity: it creates the seed's api-role
 // and api-user, exercises roles, users and tokens, and has the cluster sign
@@ -127,8 +129,11 @@ func main() {
 
 	// CERT "-i" with KEY naming an identity file uses client.LoadIdentityFile instead.
 	creds := client.LoadKeyPair(cert, key, ca)
-	if cert == "-i" {
+	switch cert {
+	case "-i":
 		creds = client.LoadIdentityFile(key)
+	case "-p":
+		creds = client.LoadProfile(key, "")
 	}
 	clt, err := client.New(ctx, client.Config{
 		Addrs:       []string{addr},
