@@ -97,6 +97,12 @@ pub enum DialError {
     },
     /// The server name for TLS is not a valid DNS name or IP.
     BadServerName(String),
+    /// The credential trusts no SSH host CA, so no proxy's host certificate can be
+    /// verified (nothing is sent).
+    NoSshHostCa {
+        /// The tunnel address that would have been dialled.
+        addr: String,
+    },
     /// The SSH tunnel failed: handshake, host certificate, user authentication, or the
     /// proxy refused the transport dial (its message is kept).
     Ssh {
@@ -147,6 +153,12 @@ impl fmt::Display for DialError {
             },
             Self::BadServerName(n) => write!(f, "invalid TLS server name {n:?}"),
             Self::Ssh { addr, source } => write!(f, "SSH tunnel to {addr}: {source}"),
+            Self::NoSshHostCa { addr } => write!(
+                f,
+                "SSH tunnel to {addr}: the credential trusts no SSH host CA, so the proxy \
+                 cannot be verified (an identity file lists them as @cert-authority lines, \
+                 a profile in known_hosts)"
+            ),
         }
     }
 }

@@ -75,6 +75,11 @@ pub fn client_config(
     ssh: &tp_creds::SshMaterial,
     addr: &HostPort,
 ) -> Result<tp_ssh::ClientConfig, DialError> {
+    if ssh.host_cas.is_empty() {
+        return Err(DialError::NoSshHostCa {
+            addr: addr.to_string(),
+        });
+    }
     let fail = |e: tp_ssh::Error| DialError::Ssh {
         addr: addr.to_string(),
         source: e,
@@ -177,9 +182,12 @@ impl TunnelServer {
                             req.address
                         ));
                     }
-                    tokio::net::TcpStream::connect((auth.host.as_str(), auth.port))
+                    let tcp = tokio::net::TcpStream::connect((auth.host.as_str(), auth.port))
                         .await
-                        .map_err(|e| format!("failed connecting to the Auth server at {auth}: {e}"))
+                        .map_err(|e| format!("failed connecting to the Auth server at {auth}: {e}"))?;
+                    // TLS handshakes cross this hop in small records: no Nagle delay.
+                    let _ = tcp.set_nodelay(true);
+                    Ok(tcp)
                 })
                 .await;
                 if let Err(e) = result {

@@ -146,6 +146,16 @@ async fn refusals_say_why() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("host key"), "{e}");
+    // No host CA at all: said plainly, before any dial.
+    m.host_cas.clear();
+    let e = open(&addr, &m, &ProxyMatcher::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the credential trusts no SSH host CA, so the proxy cannot be verified"),
+        "{e}"
+    );
     // A user CA the server does not trust.
     let other = Pki {
         user_ca: ssh_key(),
