@@ -103,7 +103,7 @@ fn creds_err(e: tp_creds::Error) -> CaError {
 /// keys do not change.
 pub struct UserCaSigner {
     tls: X509Signer,
-    ssh: PrivateKey,
+    ssh: tp_creds::SshSigner,
 }
 
 impl std::fmt::Debug for UserCaSigner {
@@ -121,6 +121,7 @@ impl UserCaSigner {
             .ok_or_else(|| CaError::NoKey("no active SSH key".into()))?;
         let ssh = PrivateKey::from_openssh(&kp.private_key)
             .map_err(|e| CaError::NoKey(format!("SSH CA key: {e}")))?;
+        let ssh = tp_creds::SshSigner::new(&ssh).map_err(|e| CaError::NoKey(e.to_string()))?;
         let kp = keys
             .and_then(|k| k.tls.first())
             .ok_or_else(|| CaError::NoKey("no active TLS key pair".into()))?;
@@ -162,7 +163,7 @@ impl UserCaSigner {
         let secs = |t: i64| u64::try_from(t.max(0)).unwrap_or(0);
         let cert = id
             .to_ssh(permit_agent_forwarding, permit_port_forwarding)
-            .sign(subject, &self.ssh, secs(valid_after), secs(valid_before))
+            .sign_with(subject, &self.ssh, secs(valid_after), secs(valid_before))
             .map_err(creds_err)?;
         let line = cert
             .to_openssh()

@@ -42,4 +42,4 @@ pub use keypair::{KeyPair, Tls};
 pub use material::{Credentials, Material, SshMaterial};
 pub use profile::{Profile, ProfileConfig, write_profile};
 pub use reloading::ReloadingIdentityFile;
-pub use sshcert::{SshHostIdentity, SshIdentity};
+pub use sshcert::{SshHostIdentity, SshIdentity, SshSigner};

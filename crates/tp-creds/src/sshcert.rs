@@ -161,6 +161,17 @@ impl SshIdentity {
         valid_after: u64,
         valid_before: u64,
     ) -> Result<ssh_key::Certificate, Error> {
+        self.sign_with(subject, &SshSigner::new(ca)?, valid_after, valid_before)
+    }
+
+    /// [`SshIdentity::sign`] with a CA key parsed once ([`SshSigner`]).
+    pub fn sign_with(
+        &self,
+        subject: &ssh_key::PublicKey,
+        ca: &SshSigner,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<ssh_key::Certificate, Error> {
         let mut nonce = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
             .map_err(|_| Error::invalid("SSH certificate", "the system random source failed"))?;
@@ -172,7 +183,8 @@ impl SshIdentity {
         )
         .map_err(|e| Error::invalid("SSH certificate", e.to_string()))?;
         self.apply(&mut b)?;
-        sign_builder(b, ca).map_err(|e| Error::invalid("SSH certificate", format!("signing: {e}")))
+        b.sign(ca)
+            .map_err(|e| Error::invalid("SSH certificate", format!("signing: {e}")))
     }
 }
 
@@ -237,6 +249,17 @@ impl SshHostIdentity {
         valid_after: u64,
         valid_before: u64,
     ) -> Result<ssh_key::Certificate, Error> {
+        self.sign_with(subject, &SshSigner::new(ca)?, valid_after, valid_before)
+    }
+
+    /// [`SshHostIdentity::sign`] with a CA key parsed once ([`SshSigner`]).
+    pub fn sign_with(
+        &self,
+        subject: &ssh_key::PublicKey,
+        ca: &SshSigner,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<ssh_key::Certificate, Error> {
         let err = |e: ssh_key::Error| Error::invalid("SSH host certificate", e.to_string());
         let mut nonce = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).map_err(
@@ -258,49 +281,94 @@ impl SshHostIdentity {
             .map_err(err)?;
         b.extension("x-teleport-authority", self.cluster.clone())
             .map_err(err)?;
-        sign_builder(b, ca)
+        b.sign(ca)
             .map_err(|e| Error::invalid("SSH host certificate", format!("signing: {e}")))
     }
 }
 
-/// Signs `b` with `ca`. RSA CAs sign through [`RsaCaKey`] (rsa-sha2-512, what OpenSSH and
-/// Teleport use), because ssh-key 0.6's own RSA signing rebuilds the key wrongly and
-/// fails.
-fn sign_builder(b: Builder, ca: &ssh_key::PrivateKey) -> Result<ssh_key::Certificate, String> {
-    match ca.key_data().rsa() {
-        Some(k) => {
-            let key = crate::key::rsa_from_ssh(k).map_err(|e| format!("RSA CA key: {e}"))?;
-            b.sign(&RsaCaKey {
-                signer: rsa::pkcs1v15::SigningKey::new(key),
-                public: ca.public_key().key_data().clone(),
-            })
-            .map_err(|e| e.to_string())
-        }
-        None => b.sign(ca).map_err(|e| e.to_string()),
-    }
-}
-
-/// An RSA CA key that signs certificates with rsa-sha2-512.
-struct RsaCaKey {
-    signer: rsa::pkcs1v15::SigningKey<sha2::Sha512>,
+/// An SSH CA key parsed once for signing certificates, for a server that issues many.
+///
+/// Ed25519 keys sign through ring (ssh-key re-derives and re-checks the public key on
+/// every signature, which costs more than the signature itself); RSA keys sign with
+/// rsa-sha2-512 through our own path (ssh-key 0.6 rebuilds RSA keys with p twice and
+/// cannot sign with them); other keys through ssh-key. `Debug` shows no key material.
+pub struct SshSigner {
+    key: SignerKey,
     public: ssh_key::public::KeyData,
 }
 
-impl signature::Signer<ssh_key::Signature> for RsaCaKey {
-    fn try_sign(&self, msg: &[u8]) -> Result<ssh_key::Signature, signature::Error> {
-        let sig: rsa::pkcs1v15::Signature = self.signer.try_sign(msg)?;
-        ssh_key::Signature::new(
-            ssh_key::Algorithm::Rsa {
-                hash: Some(ssh_key::HashAlg::Sha512),
-            },
-            signature::SignatureEncoding::to_vec(&sig),
-        )
-        .map_err(signature::Error::from_source)
+enum SignerKey {
+    Ed25519(ring::signature::Ed25519KeyPair),
+    Rsa(Box<rsa::pkcs1v15::SigningKey<sha2::Sha512>>),
+    Other(Box<ssh_key::PrivateKey>),
+}
+
+impl std::fmt::Debug for SshSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshSigner")
+            .field("algorithm", &self.public.algorithm())
+            .field("key", &"[redacted]")
+            .finish()
     }
 }
 
-impl From<&RsaCaKey> for ssh_key::public::KeyData {
-    fn from(k: &RsaCaKey) -> Self {
+impl SshSigner {
+    /// Parses `ca` for signing.
+    pub fn new(ca: &ssh_key::PrivateKey) -> Result<Self, Error> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::invalid("SSH CA key", format!("cannot sign with it: {e}"))
+        };
+        let data = ca.key_data();
+        let key = if let Some(k) = data.ed25519() {
+            SignerKey::Ed25519(
+                ring::signature::Ed25519KeyPair::from_seed_and_public_key(
+                    &k.private.to_bytes(),
+                    k.public.as_ref(),
+                )
+                .map_err(|e| bad(&e))?,
+            )
+        } else if let Some(k) = data.rsa() {
+            let key = crate::key::rsa_from_ssh(k).map_err(|e| bad(&e))?;
+            SignerKey::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(key)))
+        } else {
+            SignerKey::Other(Box::new(ca.clone()))
+        };
+        Ok(Self {
+            key,
+            public: ca.public_key().key_data().clone(),
+        })
+    }
+
+    /// The CA's public key.
+    pub fn public_key(&self) -> &ssh_key::public::KeyData {
+        &self.public
+    }
+}
+
+impl signature::Signer<ssh_key::Signature> for SshSigner {
+    fn try_sign(&self, msg: &[u8]) -> Result<ssh_key::Signature, signature::Error> {
+        match &self.key {
+            SignerKey::Ed25519(k) => {
+                ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, k.sign(msg).as_ref().to_vec())
+                    .map_err(signature::Error::from_source)
+            }
+            SignerKey::Rsa(k) => {
+                let sig: rsa::pkcs1v15::Signature = k.try_sign(msg)?;
+                ssh_key::Signature::new(
+                    ssh_key::Algorithm::Rsa {
+                        hash: Some(ssh_key::HashAlg::Sha512),
+                    },
+                    signature::SignatureEncoding::to_vec(&sig),
+                )
+                .map_err(signature::Error::from_source)
+            }
+            SignerKey::Other(k) => k.try_sign(msg),
+        }
+    }
+}
+
+impl From<&SshSigner> for ssh_key::public::KeyData {
+    fn from(k: &SshSigner) -> Self {
         k.public.clone()
     }
 }
@@ -376,35 +444,46 @@ mod tests {
     }
 
     #[test]
-    fn rsa_cas_sign_with_rsa_sha2_512_and_the_signature_verifies() {
-        let ca = PrivateKey::generate(KeyAlgorithm::Rsa { bits: 2048 })
-            .unwrap()
-            .to_ssh()
-            .unwrap();
-        let host = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
-        for cert in [
-            SshHostIdentity::new("abc-123", "example.com", "Proxy")
-                .sign(&host.ssh_public_key().unwrap(), &ca, 0, 4_000_000_000)
-                .unwrap(),
-            SshIdentity::user("alice", vec![], "example.com")
-                .sign(&host.ssh_public_key().unwrap(), &ca, 0, 4_000_000_000)
-                .unwrap(),
-        ] {
-            assert_eq!(
-                cert.signature().algorithm(),
+    fn every_ca_key_type_signs_certificates_that_verify() {
+        for (alg, sig_alg) in [
+            (KeyAlgorithm::Ed25519, ssh_key::Algorithm::Ed25519),
+            (
+                KeyAlgorithm::EcdsaP256,
+                ssh_key::Algorithm::Ecdsa {
+                    curve: ssh_key::EcdsaCurve::NistP256,
+                },
+            ),
+            (
+                KeyAlgorithm::Rsa { bits: 2048 },
                 ssh_key::Algorithm::Rsa {
-                    hash: Some(ssh_key::HashAlg::Sha512)
-                }
-            );
-            let fp = ca.public_key().fingerprint(ssh_key::HashAlg::Sha256);
-            cert.validate_at(1_000, [&fp]).unwrap();
-            // A different CA's fingerprint is refused.
-            let other = PrivateKey::generate(KeyAlgorithm::Ed25519)
-                .unwrap()
-                .ssh_public_key()
-                .unwrap()
-                .fingerprint(ssh_key::HashAlg::Sha256);
-            assert!(cert.validate_at(1_000, [&other]).is_err());
+                    hash: Some(ssh_key::HashAlg::Sha512),
+                },
+            ),
+        ] {
+            let ca = PrivateKey::generate(alg).unwrap().to_ssh().unwrap();
+            let signer = SshSigner::new(&ca).unwrap();
+            assert!(!format!("{signer:?}").contains("private"));
+            let host = PrivateKey::generate(KeyAlgorithm::Ed25519).unwrap();
+            let subject = host.ssh_public_key().unwrap();
+            for cert in [
+                SshHostIdentity::new("abc-123", "example.com", "Proxy")
+                    .sign_with(&subject, &signer, 0, 4_000_000_000)
+                    .unwrap(),
+                SshIdentity::user("alice", vec![], "example.com")
+                    .sign(&subject, &ca, 0, 4_000_000_000)
+                    .unwrap(),
+            ] {
+                assert_eq!(cert.signature().algorithm(), sig_alg, "{alg}");
+                let fp = ca.public_key().fingerprint(ssh_key::HashAlg::Sha256);
+                cert.validate_at(1_000, [&fp]).unwrap();
+                // A different CA's fingerprint is refused.
+                let other = PrivateKey::generate(KeyAlgorithm::Ed25519)
+                    .unwrap()
+                    .ssh_public_key()
+                    .unwrap()
+                    .fingerprint(ssh_key::HashAlg::Sha256);
+                assert!(cert.validate_at(1_000, [&other]).is_err(), "{alg}");
+            }
         }
     }
 }
