@@ -6,7 +6,11 @@
 //!   same listener. Goal ≥ 0.7×.
 //! - **GenerateUserCerts** through the server against the raw signing rate of the same
 //!   key types (one ECDSA P-256 and one Ed25519 signature per request). Goal ≥ 0.5×.
+//! - **Ping at 64 in flight** over one connection, against the bare tonic service. No
+//!   goal: Ping does no work, so this is the floor of the server's per-call cost.
 //! - **tpd cold start** to ready, first start and restart. Goal: under 1 s.
+//! - **Connect + first Ping** ([`connect`]) given each kind of address, tp-client against
+//!   Teleport's Go client. Goal ≤ 0.5×.
 //! - **tp-ssh against OpenSSH** ([`ssh`]): bulk throughput through a channel against
 //!   `ssh -W` through `sshd` (goal ≥ 1.0×), and handshakes/s.
 //! - **The reverse tunnel** ([`tunnel`]): bulk throughput against OpenSSH forwarding, new
@@ -15,6 +19,7 @@
 //! OpenSSH (`/usr/sbin/sshd`, `ssh`, `ssh-keygen`) must be installed: without it the bench
 //! fails and names the Debian package.
 
+mod connect;
 mod openssh;
 mod ssh;
 mod tunnel;
@@ -229,6 +234,7 @@ async fn bench() -> anyhow::Result<(bool, tunnel::TunnelPki)> {
         credential: "bench".into(),
     }))
     .await?;
+    let bare_for_ping = bare.clone();
     let bare_rate = rate(move || {
         let c = bare.clone();
         async move {
@@ -238,6 +244,26 @@ async fn bench() -> anyhow::Result<(bool, tunnel::TunnelPki)> {
     })
     .await?;
     ok &= report("GetRole at 64 in flight", tp_rate, bare_rate, 0.7);
+
+    // 1b. Ping over the same two connections.
+    let real = admin.clone();
+    let tp_ping = rate(move || {
+        let c = real.clone();
+        async move {
+            c.ping().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let bare_ping = rate(move || {
+        let c = bare_for_ping.clone();
+        async move {
+            c.ping().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    report_rate("Ping at 64 in flight", tp_ping, "bare tonic", bare_ping);
 
     // 2. GenerateUserCerts vs the raw signatures the same key types cost.
     let tls_key = rcgen::KeyPair::generate()?;
@@ -314,6 +340,9 @@ async fn bench() -> anyhow::Result<(bool, tunnel::TunnelPki)> {
     // 3. tpd cold start to ready on the embedded default (SQLite), first start (CAs are
     // generated) and restart (state reused). Goal: under 1 s.
     ok &= cold_start().await?;
+
+    // 3b. Connect + first Ping, tp-client against Teleport's Go client.
+    ok &= connect::connect_vs_go().await?;
     drop(admin);
     drop(cluster);
 
