@@ -1031,13 +1031,6 @@ impl AuthServer {
             .expires
             .filter(|t| *t != tp_proto::GO_ZERO_TIMESTAMP && t.seconds > 0)
             .map_or(now + DEFAULT_CERT_TTL, |t| t.seconds);
-        let cap = RoleSet::new(roles.clone())
-            .max_session_ttl()
-            .map_or(i64::MAX, |ns| now.saturating_add(ns / 1_000_000_000));
-        let not_after = requested.min(cap);
-        if not_after <= now {
-            return Err(bad("the requested expiry is in the past"));
-        }
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
         let mut forward_agent = false;
@@ -1058,6 +1051,13 @@ impl AuthServer {
                     port_forwarding = false;
                 }
             }
+        }
+        let cap = RoleSet::new(roles)
+            .max_session_ttl()
+            .map_or(i64::MAX, |ns| now.saturating_add(ns / 1_000_000_000));
+        let not_after = requested.min(cap);
+        if not_after <= now {
+            return Err(bad("the requested expiry is in the past"));
         }
         let mut logins: Vec<String> = Vec::new();
         for l in allowed {

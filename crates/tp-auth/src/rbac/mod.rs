@@ -147,25 +147,25 @@ enum Side {
     Deny,
 }
 
+/// The role every caller holds besides its own, built once (sets refer to it rather
+/// than copy it: its rules are many, and a set is built per call).
+static IMPLICIT: std::sync::LazyLock<RoleV6> = std::sync::LazyLock::new(presets::implicit_role);
+
 impl RoleSet {
     /// A role set of `roles` and the implicit role every caller has.
     pub fn new(roles: Vec<RoleV6>) -> Self {
-        static IMPLICIT: std::sync::LazyLock<RoleV6> =
-            std::sync::LazyLock::new(presets::implicit_role);
-        let mut roles = roles;
-        roles.push(IMPLICIT.clone());
         Self { roles }
     }
 
     /// The roles in the set, the implicit role last.
-    pub fn roles(&self) -> &[RoleV6] {
-        &self.roles
+    pub fn roles(&self) -> impl Iterator<Item = &RoleV6> {
+        self.roles.iter().chain(std::iter::once(&*IMPLICIT))
     }
 
     /// The smallest `max_session_ttl` of the caller's own roles (not the implicit one), in
     /// nanoseconds: the cap on a certificate's lifetime. `None` for an empty set.
     pub fn max_session_ttl(&self) -> Option<i64> {
-        self.roles[..self.roles.len() - 1]
+        self.roles
             .iter()
             .filter_map(|r| r.spec.as_ref()?.options.as_ref().map(|o| o.max_session_ttl))
             .filter(|ttl| *ttl > 0)
@@ -203,12 +203,12 @@ impl RoleSet {
             verb: verb.to_string(),
             kind: kind.to_string(),
         };
-        for role in &self.roles {
+        for role in self.roles() {
             if rules_match(role, Side::Deny, ctx, kind, verb) {
                 return Err(denied());
             }
         }
-        for role in &self.roles {
+        for role in self.roles() {
             if rules_match(role, Side::Allow, ctx, kind, verb) {
                 return Ok(());
             }
