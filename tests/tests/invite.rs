@@ -33,8 +33,10 @@ async fn http(addr: &str, method: &str, path: &str, form: Option<&str>) -> (u16,
     (status, body)
 }
 
-#[tokio::test]
-async fn invite_page_sets_a_password_once() {
+/// A cluster with `api-user` (role access), an invite for them valid for `ttl` (zero for
+/// the default), and the proxy's web routes on loopback: the cluster, the web address,
+/// and the invite's path.
+async fn invited(ttl: Duration) -> (TestCluster, String, String) {
     let c = TestCluster::start("proxy.example.com:3080").await;
     let admin = c.admin().await;
     let proxy_identity = c.client(&c.host_identity("Proxy")).await;
@@ -56,7 +58,7 @@ async fn invite_page_sets_a_password_once() {
         .await
         .unwrap();
     let token = admin
-        .create_reset_password_token("api-user", UserTokenType::Invite, Duration::ZERO)
+        .create_reset_password_token("api-user", UserTokenType::Invite, ttl)
         .await
         .unwrap();
     let url = token.spec.unwrap().url;
@@ -75,7 +77,13 @@ async fn invite_page_sets_a_password_once() {
     let wl = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let web_addr = wl.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(wl, web).await });
+    (c, web_addr, path)
+}
 
+#[tokio::test]
+async fn invite_page_sets_a_password_once() {
+    let (c, web_addr, path) = invited(Duration::ZERO).await;
+    let admin = c.admin().await;
     let (status, body) = http(&web_addr, "GET", &path, None).await;
     assert_eq!(status, 200);
     assert!(
@@ -130,4 +138,35 @@ async fn invite_page_sets_a_password_once() {
     );
     let (status, _) = http(&web_addr, "GET", "/web/invite/not-a-token", None).await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_expired_invite_shows_the_expired_page_and_sets_nothing() {
+    let (c, web_addr, path) = invited(Duration::from_secs(1)).await;
+    // Valid at first...
+    let (status, _) = http(&web_addr, "GET", &path, None).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // ...then expired: the page says so, and a post sets no password.
+    let (status, body) = http(&web_addr, "GET", &path, None).await;
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("invalid, has already been used, or has expired"),
+        "{body}"
+    );
+    let (status, body) = http(
+        &web_addr,
+        "POST",
+        &path,
+        Some("password=correct%20horse&confirm=correct%20horse"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let user = c.admin().await.get_user("api-user", true).await.unwrap();
+    let hash = user
+        .spec
+        .and_then(|s| s.local_auth)
+        .map(|a| a.password_hash)
+        .unwrap_or_default();
+    assert!(hash.is_empty(), "no password was set");
 }

@@ -1393,3 +1393,229 @@ async fn every_loader_in_every_mode() {
         }
     }
 }
+
+/// One W3C WebDriver command to the chromedriver at `port` (plain JSON over HTTP/1.1 on
+/// loopback; a client library would add a dependency tree for eight requests); returns
+/// the response's `value`, panicking with chromedriver's message on an error.
+fn webdriver(port: u16, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    use std::io::{Read as _, Write as _};
+    let body = if method == "GET" || method == "DELETE" {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // chromedriver keeps the connection open: read the head, then Content-Length bytes.
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "chromedriver closed early");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("chromedriver sends Content-Length");
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    let body = String::from_utf8(body).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("chromedriver {method} {path}: {e}: {head}\n{body}"));
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "chromedriver {method} {path}: {head}\n{v}"
+    );
+    v["value"].clone()
+}
+
+/// Debian's chromedriver on a free port; killed on drop.
+struct ChromeDriver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChromeDriver {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)");
+        // Owned at once, so the process is reaped on every path (Drop).
+        let driver = Self { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return driver;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("chromedriver did not listen on {port} within 10 s");
+    }
+
+    /// A headless Chromium session; returns its id. The web certificate is signed by the
+    /// cluster's own CA, which the browser does not know: certificate errors are ignored
+    /// for this session only (curl verifies the same certificate in the walkthrough).
+    fn session(&self, profile: &std::path::Path) -> String {
+        let caps = serde_json::json!({
+            "capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "acceptInsecureCerts": true,
+                "goog:chromeOptions": {
+                    "binary": "/usr/bin/chromium",
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        format!("--user-data-dir={}", profile.display()),
+                    ],
+                },
+            }}
+        });
+        let v = webdriver(self.port, "POST", "/session", caps);
+        v["sessionId"].as_str().unwrap().to_string()
+    }
+}
+
+/// The invite flow in a real browser: the URL `tpctl users add` prints, opened in
+/// headless Chromium; the form filled and submitted; then `tpsh login` with that
+/// password succeeds. A mismatched confirmation is refused on the page first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_user_sets_a_password_in_a_browser_and_logs_in() {
+    let t = tpd_in(
+        tempfile::tempdir().unwrap().into(),
+        &["--cluster-name", "example.com", "--in-memory"],
+    );
+    let (ok, out, err) = tpctl(&t, &["users", "add", "web-user", "--roles=access"]);
+    assert!(ok, "{err}");
+    let url = out
+        .lines()
+        .find(|l| l.starts_with("https://"))
+        .expect("an invite URL")
+        .to_string();
+
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let session = driver.session(profile.path());
+    let wd = |method: &str, path: &str, body: serde_json::Value| {
+        webdriver(
+            driver.port,
+            method,
+            &format!("/session/{session}{path}"),
+            body,
+        )
+    };
+    let element = |css: &str| -> String {
+        let v = wd(
+            "POST",
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|id| id.as_str())
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    };
+    let fill = |css: &str, text: &str| {
+        let id = element(css);
+        wd(
+            "POST",
+            &format!("/element/{id}/clear"),
+            serde_json::json!({}),
+        );
+        wd(
+            "POST",
+            &format!("/element/{id}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    };
+    let text_of = |css: &str| -> String {
+        let id = element(css);
+        wd(
+            "GET",
+            &format!("/element/{id}/text"),
+            serde_json::Value::Null,
+        )
+        .as_str()
+        .unwrap()
+        .to_string()
+    };
+
+    wd("POST", "/url", serde_json::json!({ "url": url }));
+    let title = wd("GET", "/title", serde_json::Value::Null);
+    assert!(
+        title.as_str().unwrap().to_lowercase().contains("password"),
+        "{title}"
+    );
+    // A confirmation that does not match: the page says so and sets nothing.
+    fill("#password", "correct horse battery");
+    fill("#confirm", "correct horse batterx");
+    wd(
+        "POST",
+        &format!("/element/{}/click", element("#submit")),
+        serde_json::json!({}),
+    );
+    assert!(
+        text_of("#error").contains("do not match"),
+        "mismatch message"
+    );
+    // Then the real thing.
+    fill("#password", "correct horse battery");
+    fill("#confirm", "correct horse battery");
+    wd(
+        "POST",
+        &format!("/element/{}/click", element("#submit")),
+        serde_json::json!({}),
+    );
+    let done = text_of("#done");
+    assert!(
+        done.contains("web-user") && done.contains("is set"),
+        "{done}"
+    );
+    wd("DELETE", "", serde_json::Value::Null);
+
+    // The password the browser set logs in.
+    let home = t.dir.path().join("tsh");
+    let ca_file = t.dir.path().join("admin/ca.pem");
+    let (ok, out, err) = tpsh(
+        &home,
+        &[
+            "login",
+            "--proxy",
+            &t.web,
+            "--user",
+            "web-user",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+        "correct horse battery\n",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Logged in as:       web-user"), "{out}");
+}
