@@ -16,6 +16,8 @@
 //! - **The reverse tunnel** ([`tunnel`]): bulk throughput against OpenSSH forwarding, new
 //!   connections/s, and RSS per idle connection at 1,000 and 10,000 (goal ≤ 20 KiB).
 //!
+//! `TP_BENCH_ONLY=idle cargo xtask bench` runs the idle-connection benchmark alone.
+//!
 //! OpenSSH (`/usr/sbin/sshd`, `ssh`, `ssh-keygen`) must be installed: without it the bench
 //! fails and names the Debian package.
 
@@ -163,7 +165,18 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (mut ok, tunnel_pki) = rt.block_on(bench())?;
+    // TP_BENCH_ONLY=idle runs the idle-connection benchmark alone (it is the slowest to
+    // iterate on, and needs nothing the others set up).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a developer's switch read once at start"
+    )]
+    let idle_only = std::env::var("TP_BENCH_ONLY").is_ok_and(|v| v == "idle");
+    let (mut ok, tunnel_pki) = if idle_only {
+        (true, tunnel::TunnelPki::new()?)
+    } else {
+        rt.block_on(bench())?
+    };
     // Whatever the in-process benchmarks left running stops before the idle children
     // start, so they have the machine to themselves.
     rt.shutdown_background();

@@ -16,8 +16,9 @@
 //!   Two kinds of connection: an authenticated SSH session with no channel, and a full
 //!   tunnel connection (session + `teleport-transport` channel spliced to the Auth server,
 //!   what a connected client holds). Both children raise their soft `RLIMIT_NOFILE` to the
-//!   hard limit with `ulimit` (unsafe code, hence `setrlimit`, is forbidden here); a level
-//!   that needs more descriptors than the hard limit is skipped with the reason printed.
+//!   hard limit with `ulimit` (unsafe code, hence `setrlimit`, is forbidden here), and the
+//!   hard limit to 65,536 where allowed (root); a level that needs more descriptors than
+//!   the hard limit is skipped with the reason printed.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
@@ -243,18 +244,15 @@ fn vm_rss_kib() -> anyhow::Result<u64> {
         .context("no VmRSS in /proc/self/status")
 }
 
-/// The hard `RLIMIT_NOFILE` (from /proc/self/limits; `None` for unlimited).
+/// The hard `RLIMIT_NOFILE` a child gets: the same `ulimit` the children run, asked of
+/// a shell (`None` for unlimited).
 fn nofile_hard_limit() -> anyhow::Result<Option<u64>> {
-    let limits = std::fs::read_to_string("/proc/self/limits")?;
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .context("no \"Max open files\" in /proc/self/limits")?;
-    let hard = line
-        .split_whitespace()
-        .nth(4)
-        .context("malformed \"Max open files\" line")?;
-    Ok(hard.parse().ok())
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -H -n 65536 2>/dev/null; ulimit -H -n")
+        .output()
+        .context("asking sh for the descriptor limit")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse().ok())
 }
 
 /// A child of this binary in `role`, with its soft descriptor limit raised to the hard
@@ -271,7 +269,9 @@ impl Child {
         let exe = std::env::current_exe()?;
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(r#"ulimit -S -n "$(ulimit -H -n)" && exec "$0" "$@""#)
+            // Root may raise the hard limit too (for the 10,000-connection level); for
+            // others that fails quietly and the soft limit goes to the hard one.
+            .arg(r#"ulimit -H -n 65536 2>/dev/null; ulimit -S -n "$(ulimit -H -n)" && exec "$0" "$@""#)
             .arg(exe)
             .arg(role)
             .args(args)

@@ -252,7 +252,7 @@ impl Connection {
             our_version,
             peer_version: None,
             banner_bytes: 0,
-            inbuf: BytesMut::with_capacity(16 * 1024),
+            inbuf: BytesMut::with_capacity(4 * 1024),
             out: Vec::new(),
             sealer: Sealer::new(),
             opener: Opener::new(),

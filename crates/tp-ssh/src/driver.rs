@@ -280,8 +280,13 @@ fn conn_error(s: &Shared) -> Error {
     s.conn.error().cloned().unwrap_or(Error::Closed)
 }
 
+/// The read buffer's size while little arrives: an idle connection holds only this.
+const READ_BUF_MIN: usize = 4 * 1024;
+/// The read buffer's size under bulk transfer (it doubles to this while reads fill it).
+const READ_BUF_MAX: usize = 64 * 1024;
+
 async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; READ_BUF_MIN];
     loop {
         let (deadline, backlog) = {
             let s = inner.lock();
@@ -318,6 +323,12 @@ async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
                     }
                     Ok(n) => {
                         let _ = s.conn.handle_input(&buf[..n], Instant::now());
+                        // Grow while reads fill the buffer; fall back once traffic is light.
+                        if n == buf.len() && buf.len() < READ_BUF_MAX {
+                            buf = vec![0u8; buf.len() * 2];
+                        } else if n < READ_BUF_MIN && buf.len() > READ_BUF_MIN {
+                            buf = vec![0u8; READ_BUF_MIN];
+                        }
                     }
                     Err(_) => s.conn.disconnect("read error"),
                 }

@@ -92,6 +92,7 @@ mod keys;
 mod msg;
 #[cfg(test)]
 mod proptests;
+pub mod splice;
 pub mod teleport;
 mod wire;
 

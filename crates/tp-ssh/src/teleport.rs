@@ -126,7 +126,7 @@ where
         Err(text) => refuse(channel, text).await,
         Ok(mut stream) => {
             channel.reply(true)?;
-            let r = tokio::io::copy_bidirectional(&mut channel, &mut stream).await;
+            let r = crate::splice::splice(&mut channel, &mut stream).await;
             let _ = channel.close();
             r.map(|_| ()).map_err(Error::from)
         }
