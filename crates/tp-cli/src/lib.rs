@@ -8,11 +8,11 @@
 //!
 //! # Status
 //!
-//! `tpd start` runs the Auth server and the Proxy in one process and writes the local
-//! admin identity; `tpctl` creates, lists and deletes roles, users and tokens, invites
-//! users and reports status. The cluster keeps its state in memory until `tp-backend`
-//! lands (a restart starts a new cluster). `tpsh` waits for the `tp-creds` profile
-//! writer.
+//! `tpd start` runs the Auth server and the Proxy in one process (state in SQLite, or in
+//! memory for tests), from flags or a Teleport-style YAML file ([`config`]), and writes
+//! the local admin identity; `tpctl` creates, lists and deletes roles, users and tokens,
+//! invites users, signs identities, reads the audit log and reports status; `tpsh` logs
+//! a user in through the proxy and writes a tsh-layout profile or an identity file.
 //!
 //! # Exit codes
 //!
@@ -23,6 +23,7 @@
 //! | 2 | the command line is wrong |
 
 pub mod cluster;
+pub mod config;
 pub mod diag;
 pub mod paths;
 

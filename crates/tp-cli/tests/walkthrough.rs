@@ -1619,3 +1619,95 @@ async fn a_new_user_sets_a_password_in_a_browser_and_logs_in() {
     assert!(ok, "{err}");
     assert!(out.contains("Logged in as:       web-user"), "{out}");
 }
+
+/// `--log-format json`: every line tpd writes to standard error is one JSON object, and
+/// the start and the SIGTERM stop are among them with their fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args([
+            "start",
+            "--in-memory",
+            "--cluster-name",
+            "example.com",
+            "--auth-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+            "--tunnel-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("state:")),
+        "tpd started"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let started = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "tpd started")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["fields"]["cluster"], "example.com");
+    assert!(started["timestamp"].is_string());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "tpd stopping" && e["fields"]["reason"] == "SIGTERM"),
+        "{stderr}"
+    );
+}
+
+/// `tpd start --config`: a Teleport-style file sets the cluster name and the listener
+/// mode; flags given too win (the test's free ports).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tp.yaml");
+    std::fs::write(
+        &config,
+        "version: v3\nauth_service:\n  enabled: yes\n  listen_addr: 127.0.0.1:1\n  cluster_name: conf.example\n  proxy_listener_mode: separate\nproxy_service:\n  enabled: yes\n  public_addr: proxy.conf.example:443\n",
+    )
+    .unwrap();
+    let t = tpd_in(
+        tempfile::tempdir().unwrap().into(),
+        &["--in-memory", "--config", config.to_str().unwrap()],
+    );
+    // The flag's free port won over the file's port 1.
+    assert_ne!(t.auth_addr().port, 1);
+    let (ok, out, err) = tpctl(&t, &["status"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("conf.example"), "{out}");
+    let (status, body) = https(&t, "GET", "/webapi/find", "application/json", "").await;
+    assert_eq!(status, 200, "{body}");
+    let find: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(find["proxy"]["tls_routing_enabled"], false, "{body}");
+    assert_eq!(
+        find["proxy"]["ssh"]["public_addr"], "proxy.conf.example:443",
+        "{body}"
+    );
+}

@@ -38,16 +38,21 @@ enum Command {
         /// Keeps the state in memory: every start is a new cluster (for tests).
         #[arg(long)]
         in_memory: bool,
-        /// The Auth server's gRPC address.
-        #[arg(long, default_value = "127.0.0.1:3025")]
-        auth_addr: SocketAddr,
-        /// The Proxy's web address (HTTPS, discovery, login, invite pages, TLS routing).
-        #[arg(long, default_value = "127.0.0.1:3080")]
-        web_addr: SocketAddr,
+        /// A Teleport-style YAML config file (teleport.yaml's names: teleport.data_dir,
+        /// auth_service.listen_addr, proxy_service.web_listen_addr, ...); flags win.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The Auth server's gRPC address [default: 127.0.0.1:3025].
+        #[arg(long)]
+        auth_addr: Option<SocketAddr>,
+        /// The Proxy's web address (HTTPS, discovery, login, invite pages, TLS routing)
+        /// [default: 127.0.0.1:3080].
+        #[arg(long)]
+        web_addr: Option<SocketAddr>,
         /// The Proxy's reverse-tunnel address (SSH; Teleport's clients reach the Auth
-        /// server through it).
-        #[arg(long, default_value = "127.0.0.1:3024")]
-        tunnel_addr: SocketAddr,
+        /// server through it) [default: 127.0.0.1:3024].
+        #[arg(long)]
+        tunnel_addr: Option<SocketAddr>,
         /// The web address users reach (invite links name it); defaults to --web-addr.
         #[arg(long, value_name = "HOST:PORT")]
         public_addr: Option<String>,
@@ -55,13 +60,20 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         diag_addr: Option<SocketAddr>,
         /// multiplex: the web port also carries Auth connections (TLS routing) and the
-        /// tunnel; separate: HTTPS only, clients use the tunnel address.
-        #[arg(long, value_enum, default_value_t = ListenerMode::Multiplex)]
-        listener_mode: ListenerMode,
+        /// tunnel; separate: HTTPS only, clients use the tunnel address [default:
+        /// multiplex].
+        #[arg(long, value_enum)]
+        listener_mode: Option<ListenerMode>,
         /// The keys of the CAs created on first start: balanced-v1 (ECDSA P-256 for
-        /// X.509, Ed25519 for SSH) or legacy (RSA-2048). Existing CAs keep theirs.
-        #[arg(long, value_enum, default_value_t = SignatureAlgorithmSuite::BalancedV1)]
-        signature_algorithm_suite: SignatureAlgorithmSuite,
+        /// X.509, Ed25519 for SSH) or legacy (RSA-2048). Existing CAs keep theirs
+        /// [default: balanced-v1].
+        #[arg(long, value_enum)]
+        signature_algorithm_suite: Option<SignatureAlgorithmSuite>,
+        /// Log lines on standard error as text or JSON (one object per line). The level
+        /// filter is TP_LOG (tracing's EnvFilter syntax), else the config file's
+        /// teleport.log.severity, else `info` [default: text].
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Prints shell completions: bash, zsh, fish, elvish or powershell.
     Completion {
@@ -71,6 +83,28 @@ enum Command {
     /// Prints the man page (roff).
     #[command(hide = true)]
     Man,
+}
+
+/// How `tpd` writes its log lines.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (time, level, target, fields).
+    Json,
+}
+
+/// Logs to standard error in `format`, filtered by `TP_LOG`, else `level`.
+fn init_logs(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 #[tokio::main]
@@ -100,14 +134,36 @@ async fn main() -> ExitCode {
         diag_addr,
         listener_mode,
         signature_algorithm_suite,
+        log_format,
+        config,
     } = command
     else {
         return ExitCode::SUCCESS;
     };
+    let file = match config.as_deref().map(tp_cli::config::load).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return report(&e),
+    };
+    let log_format = log_format.unwrap_or(if file.log_json == Some(true) {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    });
+    init_logs(log_format, file.log_level.as_deref().unwrap_or("info"));
+    let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let auth_addr = auth_addr.or(file.auth_addr).unwrap_or(local(3025));
+    let web_addr = web_addr.or(file.web_addr).unwrap_or(local(3080));
+    let tunnel_addr = tunnel_addr.or(file.tunnel_addr).unwrap_or(local(3024));
+    let cluster_name = cluster_name.or(file.cluster_name);
+    let public_addr = public_addr.or(file.public_addr);
+    let diag_addr = diag_addr.or(file.diag_addr);
+    let listener_mode = listener_mode.or(file.listener_mode).unwrap_or_default();
+    let signature_algorithm_suite = signature_algorithm_suite
+        .or(file.signature_algorithm_suite)
+        .unwrap_or_default();
+    let data_dir = data_dir.or(file.data_dir);
     if effective_uid() == Some(0) {
-        eprintln!(
-            "warning: tpd runs as root; run it as an unprivileged user (see docs/production.md)"
-        );
+        tracing::warn!("tpd runs as root; run it as an unprivileged user (see docs/production.md)");
     }
     let data_dir = data_dir.unwrap_or_else(default_data_dir);
     let cfg = ClusterConfig {
@@ -130,6 +186,13 @@ async fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return report(&e),
     };
+    tracing::info!(
+        cluster = %running.cluster_name,
+        auth = %running.auth_addr,
+        web = %running.web_addr,
+        tunnel = %running.tunnel_addr,
+        "tpd started"
+    );
     tp_cli::outln!("tpd: cluster {:?} is running", running.cluster_name);
     tp_cli::outln!("  auth:  {} (gRPC, mutual TLS)", running.auth_addr);
     tp_cli::outln!(
@@ -165,11 +228,12 @@ async fn main() -> ExitCode {
             )));
         }
     };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-        _ = handle => {}
-    }
+    let why = tokio::select! {
+        _ = ctrl_c => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = handle => "a listener ended",
+    };
+    tracing::info!(reason = why, "tpd stopping");
     tp_cli::outln!("tpd: stopped");
     ExitCode::SUCCESS
 }

@@ -1,0 +1,350 @@
+//! `tpd start --config FILE`: the part of Teleport's `teleport.yaml` that `tpd` honours,
+//! so an operator who knows Teleport's file finds the same names.
+//!
+//! ```yaml
+//! version: v3
+//! teleport:
+//!   data_dir: /var/lib/tp
+//!   diag_addr: 127.0.0.1:3000
+//!   log:
+//!     severity: INFO          # DEBUG, INFO, WARN, ERROR
+//!     format:
+//!       output: json          # text or json
+//! auth_service:
+//!   enabled: yes
+//!   listen_addr: 127.0.0.1:3025
+//!   cluster_name: example.com
+//!   proxy_listener_mode: multiplex    # or separate
+//!   authentication:
+//!     signature_algorithm_suite: balanced-v1   # or legacy
+//! proxy_service:
+//!   enabled: yes
+//!   web_listen_addr: 127.0.0.1:3080
+//!   tunnel_listen_addr: 127.0.0.1:3024
+//!   public_addr: proxy.example.com:443
+//! ```
+//!
+//! Flags given on the command line win over the file. A field `tpd` does not know is an
+//! error naming it (silently ignoring a setting would run something other than what the
+//! file says), as is a service turned off: `tpd` runs the Auth server and the Proxy
+//! together.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::CliError;
+use crate::cluster::{ListenerMode, SignatureAlgorithmSuite};
+
+/// What a config file sets; `None` where it is silent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileSettings {
+    /// `teleport.data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `teleport.diag_addr`.
+    pub diag_addr: Option<SocketAddr>,
+    /// `teleport.log.severity`, as a tracing filter (`info`, `debug`, ...).
+    pub log_level: Option<String>,
+    /// `teleport.log.format.output` is `json`.
+    pub log_json: Option<bool>,
+    /// `auth_service.listen_addr`.
+    pub auth_addr: Option<SocketAddr>,
+    /// `auth_service.cluster_name`.
+    pub cluster_name: Option<String>,
+    /// `auth_service.proxy_listener_mode`.
+    pub listener_mode: Option<ListenerMode>,
+    /// `auth_service.authentication.signature_algorithm_suite`.
+    pub signature_algorithm_suite: Option<SignatureAlgorithmSuite>,
+    /// `proxy_service.web_listen_addr`.
+    pub web_addr: Option<SocketAddr>,
+    /// `proxy_service.tunnel_listen_addr`.
+    pub tunnel_addr: Option<SocketAddr>,
+    /// `proxy_service.public_addr` (the first, when a list).
+    pub public_addr: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: Option<String>,
+    teleport: Option<Teleport>,
+    auth_service: Option<AuthService>,
+    proxy_service: Option<ProxyService>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Teleport {
+    data_dir: Option<PathBuf>,
+    diag_addr: Option<String>,
+    log: Option<Log>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Log {
+    output: Option<String>,
+    severity: Option<String>,
+    format: Option<LogFormat>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogFormat {
+    output: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuthService {
+    enabled: Option<YesNo>,
+    listen_addr: Option<String>,
+    cluster_name: Option<String>,
+    proxy_listener_mode: Option<String>,
+    authentication: Option<Authentication>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Authentication {
+    signature_algorithm_suite: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProxyService {
+    enabled: Option<YesNo>,
+    web_listen_addr: Option<String>,
+    tunnel_listen_addr: Option<String>,
+    public_addr: Option<OneOrMany>,
+}
+
+/// Teleport writes `enabled: yes`; YAML 1.2 reads that as a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum YesNo {
+    Bool(bool),
+    Word(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Reads and checks the config file at `path`.
+pub fn load(path: &Path) -> Result<FileSettings, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            format!("cannot read the config file {}: {e}", path.display()),
+            "check the path given to --config",
+        )
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses config text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<FileSettings, CliError> {
+    let hint = "see `tpd start --help` and docs/production.md for the fields tpd reads";
+    let file: File = if text.trim().is_empty() {
+        File::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| {
+            // The parser's message, without its multi-line source excerpt: one line.
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            CliError::new(format!("{origin}: {first}"), hint)
+        })?
+    };
+    let bad = |field: &str, what: String| CliError::new(format!("{origin}: {field}: {what}"), hint);
+    if let Some(v) = file.version.as_deref()
+        && !matches!(v, "v1" | "v2" | "v3")
+    {
+        return Err(bad("version", format!("expected v1, v2 or v3, got {v:?}")));
+    }
+    let addr = |field: &str, v: Option<String>| -> Result<Option<SocketAddr>, CliError> {
+        v.map(|v| {
+            v.parse().map_err(|_| {
+                bad(
+                    field,
+                    format!("expected IP:PORT (for example 127.0.0.1:3025), got {v:?}"),
+                )
+            })
+        })
+        .transpose()
+    };
+    let enabled = |field: &str, v: Option<YesNo>| -> Result<(), CliError> {
+        let on = match v {
+            None => true,
+            Some(YesNo::Bool(b)) => b,
+            Some(YesNo::Word(w)) => match w.to_ascii_lowercase().as_str() {
+                "yes" | "true" | "on" => true,
+                "no" | "false" | "off" => false,
+                _ => return Err(bad(field, format!("expected yes or no, got {w:?}"))),
+            },
+        };
+        if on {
+            Ok(())
+        } else {
+            Err(bad(
+                field,
+                "tpd runs the Auth server and the Proxy together; turning one off is not supported"
+                    .into(),
+            ))
+        }
+    };
+
+    let mut s = FileSettings::default();
+    let teleport = file.teleport.unwrap_or_default();
+    s.data_dir = teleport.data_dir;
+    s.diag_addr = addr("teleport.diag_addr", teleport.diag_addr)?;
+    let log = teleport.log.unwrap_or_default();
+    if let Some(o) = log.output.as_deref()
+        && o != "stderr"
+    {
+        return Err(bad(
+            "teleport.log.output",
+            format!("tpd logs to stderr only, got {o:?}"),
+        ));
+    }
+    s.log_level = log
+        .severity
+        .map(|v| match v.to_ascii_uppercase().as_str() {
+            "DEBUG" => Ok("debug".to_string()),
+            "INFO" => Ok("info".to_string()),
+            "WARN" | "WARNING" => Ok("warn".to_string()),
+            "ERROR" => Ok("error".to_string()),
+            _ => Err(bad(
+                "teleport.log.severity",
+                format!("expected DEBUG, INFO, WARN or ERROR, got {v:?}"),
+            )),
+        })
+        .transpose()?;
+    s.log_json = log
+        .format
+        .and_then(|f| f.output)
+        .map(|o| match o.as_str() {
+            "json" => Ok(true),
+            "text" => Ok(false),
+            _ => Err(bad(
+                "teleport.log.format.output",
+                format!("expected text or json, got {o:?}"),
+            )),
+        })
+        .transpose()?;
+
+    let auth = file.auth_service.unwrap_or_default();
+    enabled("auth_service.enabled", auth.enabled)?;
+    s.auth_addr = addr("auth_service.listen_addr", auth.listen_addr)?;
+    s.cluster_name = auth.cluster_name;
+    s.listener_mode = auth
+        .proxy_listener_mode
+        .map(|m| match m.as_str() {
+            "multiplex" => Ok(ListenerMode::Multiplex),
+            "separate" => Ok(ListenerMode::Separate),
+            _ => Err(bad(
+                "auth_service.proxy_listener_mode",
+                format!("expected multiplex or separate, got {m:?}"),
+            )),
+        })
+        .transpose()?;
+    s.signature_algorithm_suite = auth
+        .authentication
+        .and_then(|a| a.signature_algorithm_suite)
+        .map(|v| match v.as_str() {
+            "balanced-v1" => Ok(SignatureAlgorithmSuite::BalancedV1),
+            "legacy" => Ok(SignatureAlgorithmSuite::Legacy),
+            _ => Err(bad(
+                "auth_service.authentication.signature_algorithm_suite",
+                format!("expected balanced-v1 or legacy, got {v:?}"),
+            )),
+        })
+        .transpose()?;
+
+    let proxy = file.proxy_service.unwrap_or_default();
+    enabled("proxy_service.enabled", proxy.enabled)?;
+    s.web_addr = addr("proxy_service.web_listen_addr", proxy.web_listen_addr)?;
+    s.tunnel_addr = addr("proxy_service.tunnel_listen_addr", proxy.tunnel_listen_addr)?;
+    s.public_addr = match proxy.public_addr {
+        None => None,
+        Some(OneOrMany::One(a)) => Some(a),
+        Some(OneOrMany::Many(v)) => v.into_iter().next(),
+    };
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_teleport_shaped_file_reads_every_field() {
+        let s = parse(
+            "version: v3\nteleport:\n  data_dir: /var/lib/tp\n  diag_addr: 127.0.0.1:3000\n  log:\n    output: stderr\n    severity: WARN\n    format:\n      output: json\nauth_service:\n  enabled: yes\n  listen_addr: 0.0.0.0:3025\n  cluster_name: example.com\n  proxy_listener_mode: separate\n  authentication:\n    signature_algorithm_suite: legacy\nproxy_service:\n  enabled: \"yes\"\n  web_listen_addr: 0.0.0.0:443\n  tunnel_listen_addr: 0.0.0.0:3024\n  public_addr: [proxy.example.com:443, other:443]\n",
+            "tp.yaml",
+        )
+        .unwrap();
+        assert_eq!(s.data_dir, Some(PathBuf::from("/var/lib/tp")));
+        assert_eq!(s.diag_addr, Some("127.0.0.1:3000".parse().unwrap()));
+        assert_eq!(s.log_level.as_deref(), Some("warn"));
+        assert_eq!(s.log_json, Some(true));
+        assert_eq!(s.auth_addr, Some("0.0.0.0:3025".parse().unwrap()));
+        assert_eq!(s.cluster_name.as_deref(), Some("example.com"));
+        assert_eq!(s.listener_mode, Some(ListenerMode::Separate));
+        assert_eq!(
+            s.signature_algorithm_suite,
+            Some(SignatureAlgorithmSuite::Legacy)
+        );
+        assert_eq!(s.web_addr, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(s.tunnel_addr, Some("0.0.0.0:3024".parse().unwrap()));
+        assert_eq!(s.public_addr.as_deref(), Some("proxy.example.com:443"));
+        assert_eq!(parse("", "empty.yaml").unwrap(), FileSettings::default());
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_the_field() {
+        for (text, wants) in [
+            (
+                "auth_service:\n  listen_addr: localhost:3025\n",
+                "tp.yaml: auth_service.listen_addr: expected IP:PORT",
+            ),
+            ("ssh_service:\n  enabled: yes\n", "ssh_service"),
+            (
+                "auth_service:\n  enabled: no\n",
+                "tp.yaml: auth_service.enabled: tpd runs the Auth server and the Proxy together",
+            ),
+            (
+                "proxy_service:\n  enabled: maybe\n",
+                "proxy_service.enabled: expected yes or no",
+            ),
+            ("version: v9\n", "tp.yaml: version: expected v1, v2 or v3"),
+            (
+                "teleport:\n  log:\n    output: /var/log/tp.log\n",
+                "teleport.log.output: tpd logs to stderr only",
+            ),
+            (
+                "teleport:\n  log:\n    severity: LOUD\n",
+                "teleport.log.severity",
+            ),
+            (
+                "auth_service:\n  proxy_listener_mode: both\n",
+                "expected multiplex or separate",
+            ),
+            ("auth_service: [\n", "tp.yaml: line 1 column 15: "),
+            (
+                "ssh_service:\n  enabled: yes\n",
+                "tp.yaml: line 1 column 1: unknown field `ssh_service`",
+            ),
+        ] {
+            let e = parse(text, "tp.yaml").unwrap_err();
+            assert!(e.message.contains(wants), "{text:?}: {}", e.message);
+            assert_eq!(e.message.lines().count(), 1, "{}", e.message);
+            assert!(e.hint.is_some());
+        }
+    }
+}
