@@ -167,6 +167,43 @@ impl TestCluster {
     pub async fn admin(&self) -> Client {
         self.client(&self.host_identity("Admin")).await
     }
+
+    /// Creates user `name` holding `roles` (as the admin) and issues a user certificate
+    /// for them from the user CA, valid for an hour.
+    pub async fn add_user(&self, name: &str, roles: &[&str]) -> Issued {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
+        self.admin()
+            .await
+            .create_user(tp_proto::types::UserV2 {
+                kind: "user".into(),
+                version: "v2".into(),
+                metadata: Some(tp_proto::types::Metadata {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+                spec: Some(tp_proto::types::UserSpecV2 {
+                    roles: roles.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("create the user");
+        let key = tp_creds::PrivateKey::generate(tp_creds::KeyAlgorithm::EcdsaP256).expect("a key");
+        let cert_pem = tp_auth::usercert::UserCaSigner::new(&self.state.user_ca)
+            .expect("the user CA")
+            .issue_tls(
+                &tp_auth::usercert::UserIdentity::new(name, roles, "example.com"),
+                &key.public_key_spki_der().expect("the public key"),
+                now() - 60,
+                now() + 3600,
+            )
+            .expect("a certificate");
+        Issued {
+            cert_pem,
+            key_pem: key.to_pem().expect("PEM").to_string(),
+        }
+    }
 }
 
 /// Binds `addr`, retrying for a few seconds while the port is still held (a server just

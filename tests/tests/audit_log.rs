@@ -1,56 +1,16 @@
 //! Reading the audit log over gRPC (`tp.audit.v1.AuditService`): who may, what an event
 //! carries, and paging.
 
-use tp_auth::ca::Issued;
-use tp_auth::usercert::{UserCaSigner, UserIdentity};
 use tp_client::ErrorKind;
-use tp_creds::{KeyAlgorithm, PrivateKey};
-use tp_proto::types::{Metadata, RoleV6, UserSpecV2, UserV2};
+use tp_proto::types::{Metadata, RoleV6};
 use tp_tests::cluster::{TestCluster, now};
-
-/// A user `name` holding `roles`, created by the admin, and a certificate for them.
-async fn user(cluster: &TestCluster, name: &str, roles: &[&str]) -> Issued {
-    let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
-    cluster
-        .admin()
-        .await
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: name.into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: roles.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let cert_pem = UserCaSigner::new(&cluster.state.user_ca)
-        .unwrap()
-        .issue_tls(
-            &UserIdentity::new(name, roles, "example.com"),
-            &key.public_key_spki_der().unwrap(),
-            now() - 60,
-            now() + 3600,
-        )
-        .unwrap();
-    Issued {
-        cert_pem,
-        key_pem: key.to_pem().unwrap().to_string(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_auditor_reads_the_log_page_by_page_and_others_are_denied() {
     let c = TestCluster::start("proxy.example.com:3080").await;
     let admin = c.admin().await;
-    let auditor = c.client(&user(&c, "audrey", &["auditor"]).await).await;
-    let editor = c.client(&user(&c, "eddie", &["editor"]).await).await;
+    let auditor = c.client(&c.add_user("audrey", &["auditor"]).await).await;
+    let editor = c.client(&c.add_user("eddie", &["editor"]).await).await;
 
     // Something to audit: a role created, and a create that fails.
     let role = RoleV6 {

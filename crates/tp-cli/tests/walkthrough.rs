@@ -475,32 +475,8 @@ async fn the_seed_walkthrough_with_the_binaries() {
     // proxy's reverse tunnel, and given only the proxy's web address (discovery, then the
     // tunnel; or the tunnel over the web port by TLS routing): the same results.
     for addr in [auth.as_str(), t.tunnel.as_str(), t.web.as_str()] {
-        let out = Command::new("go")
-            .env(
-                "CLIENTCHECK_INSECURE",
-                if addr == t.web { "1" } else { "0" },
-            )
-            .args([
-                "run",
-                "./cmd/clientcheck",
-                addr,
-                "-i",
-                id_path.to_str().unwrap(),
-                "-",
-                "user",
-            ])
-            .current_dir(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../tests/interop-go"
-            ))
-            .output()
-            .expect("Go runs the reference client (install Go; see README.md)");
-        assert!(
-            out.status.success(),
-            "{addr}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let id = id_path.to_str().unwrap();
+        go_clientcheck(addr, ["-i", id, "-"], "user", addr == t.web);
     }
 
     // The proxy's SSH host certificate, as ssh-keygen sees it, and the ping JSON as curl
@@ -1054,29 +1030,7 @@ async fn in_separate_listener_mode_clients_follow_discovery_to_the_tunnel() {
     let client = tp_client::Client::connect(config).await.unwrap();
     assert_eq!(client.ping().await.unwrap().cluster_name, "example.com");
 
-    let out = Command::new("go")
-        .env("CLIENTCHECK_INSECURE", "1")
-        .args([
-            "run",
-            "./cmd/clientcheck",
-            &t.web,
-            "-i",
-            id_path.to_str().unwrap(),
-            "-",
-            "ping",
-        ])
-        .current_dir(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/interop-go"
-        ))
-        .output()
-        .expect("Go runs the reference client (install Go; see README.md)");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    go_clientcheck(&t.web, ["-i", id_path.to_str().unwrap(), "-"], "ping", true);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1161,32 +1115,8 @@ async fn a_legacy_rsa_cluster_issues_credentials_that_every_client_uses() {
             .unwrap();
         let client = tp_client::Client::connect(config).await.unwrap();
         assert!(client.get_role("editor").await.is_ok(), "{addr}");
-        let out = Command::new("go")
-            .env(
-                "CLIENTCHECK_INSECURE",
-                if addr == t.web { "1" } else { "0" },
-            )
-            .args([
-                "run",
-                "./cmd/clientcheck",
-                addr,
-                "-i",
-                id_path.to_str().unwrap(),
-                "-",
-                "ping",
-            ])
-            .current_dir(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../tests/interop-go"
-            ))
-            .output()
-            .expect("Go runs the reference client (install Go; see README.md)");
-        assert!(
-            out.status.success(),
-            "{addr}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let id = id_path.to_str().unwrap();
+        go_clientcheck(addr, ["-i", id, "-"], "ping", addr == t.web);
     }
 }
 
@@ -1371,25 +1301,7 @@ async fn every_loader_in_every_mode() {
                 // tp also tries TLS routing with TLS-only credentials (checked above).
                 continue;
             }
-            let out = Command::new("go")
-                .env(
-                    "CLIENTCHECK_INSECURE",
-                    if addr == t.web { "1" } else { "0" },
-                )
-                .env("TELEPORT_HOME", &home)
-                .args(["run", "./cmd/clientcheck", addr, cert, key, ca, "user"])
-                .current_dir(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../tests/interop-go"
-                ))
-                .output()
-                .expect("Go runs the reference client (install Go; see README.md)");
-            assert!(
-                out.status.success(),
-                "Go, {loader} at {addr}: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            go_clientcheck(addr, [cert, key, ca], "user", addr == t.web);
         }
     }
 }
@@ -1709,5 +1621,29 @@ async fn a_config_file_sets_what_flags_do_not() {
     assert_eq!(
         find["proxy"]["ssh"]["public_addr"], "proxy.conf.example:443",
         "{body}"
+    );
+}
+
+/// Runs Teleport's Go client (`tests/interop-go/cmd/clientcheck`) at `addr` with the
+/// credential arguments `creds` (`-i FILE -`, `-p DIR -`, or `CERT KEY CA`) as `who`
+/// (`user` or `ping`); panics with its output unless every case passed. `insecure`
+/// skips verifying the web proxy's certificate (signed by the test cluster's own CA).
+fn go_clientcheck(addr: &str, creds: [&str; 3], who: &str, insecure: bool) {
+    let out = Command::new("go")
+        .env("CLIENTCHECK_INSECURE", if insecure { "1" } else { "0" })
+        .args(["run", "./cmd/clientcheck", addr])
+        .args(creds)
+        .arg(who)
+        .current_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/interop-go"
+        ))
+        .output()
+        .expect("Go runs the reference client (install Go; see README.md)");
+    assert!(
+        out.status.success(),
+        "Go client at {addr} with {creds:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
