@@ -134,22 +134,88 @@ pub async fn dial(
     Ok(tls)
 }
 
+/// The most tunnel connections one user may hold at once by default.
+pub const DEFAULT_MAX_PER_USER: usize = 256;
+
 /// What the tunnel server needs: its SSH configuration (host key and certificate, the
 /// user CAs it trusts) and where the Auth server is.
 #[derive(Debug, Clone)]
 pub struct TunnelServer {
     config: Arc<tp_ssh::ServerConfig>,
     auth_addr: HostPort,
+    users: Arc<UserSlots>,
+}
+
+/// Connections held per user, against a cap.
+#[derive(Debug)]
+struct UserSlots {
+    max: usize,
+    held: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One user's connection slot; given back on drop.
+struct UserSlot {
+    slots: Arc<UserSlots>,
+    user: String,
+}
+
+impl UserSlots {
+    fn acquire(self: &Arc<Self>, user: &str) -> Option<UserSlot> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = held.entry(user.to_string()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            slots: self.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl TunnelServer {
     /// A server presenting `config`'s host certificate and forwarding transport dials to
-    /// `auth_addr`.
+    /// `auth_addr`; each user may hold [`DEFAULT_MAX_PER_USER`] connections at once.
     pub fn new(config: tp_ssh::ServerConfig, auth_addr: HostPort) -> Self {
         Self {
             config: Arc::new(config),
             auth_addr,
+            users: Arc::new(UserSlots {
+                max: DEFAULT_MAX_PER_USER,
+                held: std::sync::Mutex::default(),
+            }),
         }
+    }
+
+    /// Caps the connections one user may hold at once at `max`; a connection over the
+    /// cap has its channel refused with a message saying so, and is closed.
+    #[must_use]
+    pub fn with_max_per_user(mut self, max: usize) -> Self {
+        self.users = Arc::new(UserSlots {
+            max,
+            held: std::sync::Mutex::default(),
+        });
+        self
     }
 
     /// Serves one connection until the client goes away: SSH handshake and user
@@ -172,6 +238,22 @@ impl TunnelServer {
                 "certificate missing roles in \"teleport-roles\" extension".into(),
             ));
         }
+        let Some(_slot) = self.users.acquire(&who.user) else {
+            let msg = format!(
+                "too many tunnel connections for user {:?} (at most {} at once)",
+                who.user, self.users.max
+            );
+            tracing::info!(user = %who.user, max = self.users.max, "tunnel: per-user connection limit reached");
+            // Say why on the channel the client opens next (its dial error shows it).
+            if let Ok(Some(incoming)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), session.next_channel())
+                    .await
+            {
+                let _ = incoming.reject(4, &msg);
+            }
+            session.disconnect();
+            return Err(tp_ssh::Error::Auth(msg));
+        };
         while let Some(incoming) = session.next_channel().await {
             let auth = self.auth_addr.clone();
             tokio::spawn(async move {

@@ -33,6 +33,11 @@ fn ssh_key() -> ssh_key::PrivateKey {
 
 /// A tunnel server on loopback forwarding to an echo "Auth server"; returns its address.
 async fn server(pki: &Pki) -> HostPort {
+    server_with(pki, |t| t).await
+}
+
+/// [`server`], with `adjust` applied to the tunnel server.
+async fn server_with(pki: &Pki, adjust: impl FnOnce(TunnelServer) -> TunnelServer) -> HostPort {
     let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let echo_addr = echo.local_addr().unwrap();
     tokio::spawn(async move {
@@ -59,7 +64,7 @@ async fn server(pki: &Pki) -> HostPort {
         host: "127.0.0.1".into(),
         port: echo_addr.port(),
     };
-    let tunnel = TunnelServer::new(cfg, auth);
+    let tunnel = adjust(TunnelServer::new(cfg, auth));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -233,4 +238,40 @@ async fn ssh_layer_refusals_name_the_reason() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("this proxy only reaches its Auth server"), "{e}");
+}
+
+#[tokio::test]
+async fn each_user_holds_at_most_the_cap_and_is_told_so() {
+    let pki = Pki {
+        user_ca: ssh_key(),
+        host_ca: ssh_key(),
+    };
+    let addr = server_with(&pki, |t| t.with_max_per_user(2)).await;
+    let m = material(&pki, vec!["access".into()]);
+    let first = open(&addr, &m, &ProxyMatcher::default()).await.unwrap();
+    let second = open(&addr, &m, &ProxyMatcher::default()).await.unwrap();
+    let e = open(&addr, &m, &ProxyMatcher::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("too many tunnel connections for user \"alice\" (at most 2 at once)"),
+        "{e}"
+    );
+    // A connection given back frees its slot.
+    drop(first);
+    let mut third = None;
+    for _ in 0..50 {
+        if let Ok(s) = open(&addr, &m, &ProxyMatcher::default()).await {
+            third = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut third = third.expect("a slot after one was given back");
+    third.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    third.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    drop(second);
 }
