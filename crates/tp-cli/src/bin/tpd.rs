@@ -182,6 +182,20 @@ async fn main() -> ExitCode {
         listener_mode,
         signature_algorithm_suite,
     };
+    // Signals are watched before anything says the cluster is up, so a SIGTERM sent as
+    // soon as tpd reports ready (a service manager, a test) still stops it cleanly.
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return report(&tp_cli::CliError::plain(format!(
+                "cannot watch for SIGINT and SIGTERM: {e}"
+            )));
+        }
+    };
     let (running, handle) = match start(cfg).await {
         Ok(r) => r,
         Err(e) => return report(&e),
@@ -219,17 +233,8 @@ async fn main() -> ExitCode {
         Some(p) => tp_cli::outln!("  state: {} (SQLite; a restart reuses it)", p.display()),
         None => tp_cli::outln!("  state: in memory (--in-memory: a restart starts a new cluster)"),
     }
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            return report(&tp_cli::CliError::plain(format!(
-                "cannot watch for SIGTERM: {e}"
-            )));
-        }
-    };
     let why = tokio::select! {
-        _ = ctrl_c => "SIGINT",
+        _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
         _ = handle => "a listener ended",
     };
