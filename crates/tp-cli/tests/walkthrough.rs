@@ -385,6 +385,26 @@ async fn the_seed_walkthrough_with_the_binaries() {
         ok && out.contains("Valid until:") && out.contains("example.com"),
         "{out}"
     );
+    // tpctl on a host without tpd uses that profile, as tctl falls back to tsh's.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let tpctl_profile = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tpctl"))
+            .env("HOME", elsewhere.path())
+            .env_remove("XDG_DATA_HOME")
+            .env("TELEPORT_HOME", &home)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = tpctl_profile(&["get", "role/api-role"]);
+    assert!(ok && out.contains("name: api-role"), "{out}{err}");
+    let (ok, _, err) = tpctl_profile(&["users", "ls"]);
+    assert!(!ok && err.contains("access denied"), "{err}");
     let profile = tp_creds::Profile::new(&home, None);
     let config = tp_client::Config::new().credentials(&profile, &[]).unwrap();
     let client = tp_client::Client::connect(config).await.unwrap();

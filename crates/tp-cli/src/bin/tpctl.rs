@@ -29,7 +29,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "HOST:PORT")]
     auth_server: Option<String>,
     /// An identity file to authenticate with (e.g. from `tpctl auth sign`); needs
-    /// --auth-server.
+    /// --auth-server. Without it, tpctl uses the local tpd's admin identity, else the
+    /// current tsh-layout profile ($TELEPORT_HOME or ~/.tsh).
     #[arg(short = 'i', long, global = true, value_name = "FILE")]
     identity: Option<PathBuf>,
     #[command(subcommand)]
@@ -230,6 +231,26 @@ async fn client(cli: &Cli) -> Result<Client, CliError> {
     }
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let id = AdminIdentity::in_dir(&data_dir);
+    // No local tpd here (and no --data-dir asking for one): the current tsh-layout
+    // profile, as tctl falls back to tsh's, through its proxy.
+    if cli.data_dir.is_none() && !id.cert.exists() {
+        let profile = tp_creds::Profile::from_env(None);
+        if profile.resolve_name().is_ok() {
+            let addrs: Vec<&str> = cli.auth_server.as_deref().into_iter().collect();
+            let config = tp_client::Config::new()
+                .dial_timeout(Duration::from_secs(10))
+                .credentials(&profile, &addrs)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::CredentialsExpired => {
+                        CliError::new(e.to_string(), "log in again with `tpsh login`")
+                    }
+                    _ => CliError::new(e.to_string(), "check the profile (`tpsh status`)"),
+                })?;
+            return Client::connect(config)
+                .await
+                .map_err(|e| CliError::new(e.to_string(), "is the profile's proxy reachable?"));
+        }
+    }
     let read = |p: &PathBuf| {
         std::fs::read(p).map_err(|e| {
             CliError::new(
