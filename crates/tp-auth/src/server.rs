@@ -52,6 +52,19 @@ pub async fn serve_observed(
     incoming: ReceiverStream<std::io::Result<TlsConnection>>,
     observer: Option<RpcObserver>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_until(auth, incoming, observer, std::future::pending()).await
+}
+
+/// [`serve_observed`] until `stop` completes; then no new connection or call is
+/// taken, and it returns once the calls in flight have finished (HTTP/2 GOAWAY, then
+/// draining). Watch streams stay open until their clients close them, so a caller that
+/// must stop bounds the wait.
+pub async fn serve_until(
+    auth: AuthServer,
+    incoming: ReceiverStream<std::io::Result<TlsConnection>>,
+    observer: Option<RpcObserver>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     Server::builder()
         .layer(ObserveLayer(observer))
         .layer(LimitExceededLayer)
@@ -72,7 +85,7 @@ pub async fn serve_observed(
             AuditServiceServer::new(auth.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(LoginServiceServer::new(auth).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .serve_with_incoming(incoming)
+        .serve_with_incoming_shutdown(incoming, stop)
         .await
 }
 

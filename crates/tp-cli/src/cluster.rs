@@ -112,6 +112,16 @@ pub struct Running {
     pub metrics: Arc<crate::diag::Metrics>,
     /// Held while the cluster runs: no second `tpd` may open the same state.
     _lock: Option<std::fs::File>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Running {
+    /// Begins a graceful stop: the Auth server takes no new connection or call and the
+    /// task [`start`] returned ends once the calls in flight have finished (bound the
+    /// wait: open watch streams last until their clients close them).
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
 }
 
 fn now() -> i64 {
@@ -375,10 +385,13 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
     let observed = metrics.clone();
     let observer: tp_auth::server::RpcObserver =
         Arc::new(move |path, code| observed.rpc(path, code));
-    let auth_task = tokio::spawn(tp_auth::server::serve_observed(
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let auth_task = tokio::spawn(tp_auth::server::serve_until(
         auth,
         tokio_stream::wrappers::ReceiverStream::new(rx),
         Some(observer),
+        async move { stopped.notified().await },
     ));
 
     // The local admin identity, for tpctl on this host.
@@ -478,8 +491,12 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
     }
     let web_task = tokio::spawn(web_port.serve(web_l));
 
+    // Ends when the Auth server has drained after [`Running::stop`] (or failed); the
+    // proxy's listeners stop with it.
     let handle = tokio::spawn(async move {
-        let _ = tokio::join!(auth_task, web_task, tunnel_task);
+        let _ = auth_task.await;
+        web_task.abort();
+        tunnel_task.abort();
     });
     Ok((
         Running {
@@ -495,6 +512,7 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
                 metrics
             },
             _lock: lock,
+            stop,
         },
         handle,
     ))

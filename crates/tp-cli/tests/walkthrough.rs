@@ -923,8 +923,30 @@ async fn a_restarted_tpd_keeps_its_cluster() {
         .await
         .unwrap();
 
+    // A watcher stays open across the stop: tpd drains calls, cuts what is still open
+    // after its grace period, and exits cleanly, within that period and a margin.
+    let admin = t.admin().await;
+    let mut events = admin
+        .watch_events(tp_proto::proto::Watch {
+            kinds: vec![tp_proto::types::WatchKind {
+                kind: "role".into(),
+                ..Default::default()
+            }],
+            allow_partial_success: false,
+        })
+        .await
+        .unwrap();
+    use futures_util::StreamExt as _;
+    assert!(events.next().await.unwrap().is_ok(), "the INIT event");
+    let asked = std::time::Instant::now();
     let (dir, printed) = t.stop();
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(9),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(printed.contains("tpd: stopped"), "{printed}");
+    drop(events);
 
     // The same data directory under another name is refused with a clear error.
     let out = Command::new(env!("CARGO_BIN_EXE_tpd"))

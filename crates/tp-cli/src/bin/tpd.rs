@@ -85,6 +85,9 @@ enum Command {
     Man,
 }
 
+/// How long calls in flight may take to finish once tpd is asked to stop.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How `tpd` writes its log lines.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -196,7 +199,7 @@ async fn main() -> ExitCode {
             )));
         }
     };
-    let (running, handle) = match start(cfg).await {
+    let (running, mut handle) = match start(cfg).await {
         Ok(r) => r,
         Err(e) => return report(&e),
     };
@@ -233,12 +236,22 @@ async fn main() -> ExitCode {
         Some(p) => tp_cli::outln!("  state: {} (SQLite; a restart reuses it)", p.display()),
         None => tp_cli::outln!("  state: in memory (--in-memory: a restart starts a new cluster)"),
     }
-    let why = tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = handle => "a listener ended",
+    let (why, ended) = tokio::select! {
+        _ = int.recv() => ("SIGINT", false),
+        _ = term.recv() => ("SIGTERM", false),
+        _ = &mut handle => ("a listener ended", true),
     };
     tracing::info!(reason = why, "tpd stopping");
+    if !ended {
+        // Calls in flight get a moment to finish; open watch streams are cut after it.
+        running.stop();
+        if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
+            tracing::warn!(
+                grace_secs = STOP_GRACE.as_secs(),
+                "calls still open after the grace period (watchers); stopping anyway"
+            );
+        }
+    }
     tp_cli::outln!("tpd: stopped");
     ExitCode::SUCCESS
 }
