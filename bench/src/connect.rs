@@ -150,6 +150,7 @@ pub(crate) async fn connect_vs_go() -> anyhow::Result<bool> {
         diag_addr: None,
         listener_mode: tp_cli::cluster::ListenerMode::Multiplex,
         signature_algorithm_suite: tp_cli::cluster::SignatureAlgorithmSuite::BalancedV1,
+        web_keypair: None,
     };
     let (running, handle) = tp_cli::cluster::start(cfg)
         .await

@@ -441,6 +441,7 @@ async fn cold_start() -> anyhow::Result<bool> {
         diag_addr: None,
         listener_mode: tp_cli::cluster::ListenerMode::Multiplex,
         signature_algorithm_suite: tp_cli::cluster::SignatureAlgorithmSuite::BalancedV1,
+        web_keypair: None,
     };
     let budget = Duration::from_secs(1);
     let mut ok = true;

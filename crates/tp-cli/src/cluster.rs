@@ -1,7 +1,7 @@
 //! `tpd start`: the Auth server and the Proxy in one process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,19 @@ pub struct ClusterConfig {
     pub listener_mode: ListenerMode,
     /// The keys new CAs get (on first start; existing CAs keep theirs).
     pub signature_algorithm_suite: SignatureAlgorithmSuite,
+    /// The web port's certificate and key from the operator (for a public name); `None`
+    /// for one the host CA signs.
+    pub web_keypair: Option<WebKeyPair>,
+}
+
+/// An operator's web certificate chain and key, as PEM files (Teleport's
+/// `proxy_service.https_keypairs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebKeyPair {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (unencrypted PEM).
+    pub key: PathBuf,
 }
 
 /// The keys of new CAs, by Teleport's `signature_algorithm_suite` names.
@@ -154,6 +167,58 @@ fn tls_parts(
     Ok((vec![cert], key))
 }
 
+/// The web port's TLS configuration for `chain` and `key` (ALPN is set by the port).
+fn web_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+}
+
+/// The web port's TLS configuration from an operator's certificate chain and key (PEM
+/// files), with errors naming the files.
+fn web_tls_from_files(pair: &WebKeyPair) -> Result<rustls::ServerConfig, CliError> {
+    let hint = "pass a PEM certificate chain (leaf first) and its unencrypted private key";
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display()), hint))
+    };
+    let (cert_pem, key_pem) = (read(&pair.cert)?, read(&pair.key)?);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            CliError::new(
+                format!("{}: not a PEM certificate chain: {e}", pair.cert.display()),
+                hint,
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(CliError::new(
+            format!("{}: no CERTIFICATE block", pair.cert.display()),
+            hint,
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        CliError::new(
+            format!("{}: not a PEM private key: {e}", pair.key.display()),
+            hint,
+        )
+    })?;
+    web_server_config(chain, key).map_err(|e| {
+        CliError::new(
+            format!(
+                "web certificate {} and key {}: {e}",
+                pair.cert.display(),
+                pair.key.display()
+            ),
+            "check that the key belongs to the certificate",
+        )
+    })
+}
+
 /// The proxy's reverse-tunnel server: a fresh Ed25519 host key with a host certificate
 /// from the cluster's SSH host CA (role `Proxy`; principals naming the listen addresses,
 /// `localhost` and the public host, since clients check the name they dialled), trusting
@@ -234,14 +299,14 @@ fn tunnel_server(
 }
 
 /// The SQLite file under a data directory.
-pub fn sqlite_path(data_dir: &std::path::Path) -> PathBuf {
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
     data_dir.join("backend").join("sqlite.db")
 }
 
 /// Takes `<data dir>/tpd.lock` for as long as the returned file is open (the
 /// operating system lets go when the process ends, however it ends), so that two
 /// `tpd`s never serve the same state: each would miss the other's changes.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, CliError> {
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, CliError> {
     let path = data_dir.join("tpd.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -451,26 +516,24 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         Arc::new(WebConfig::new(state.name.clone(), proxy)),
         Some(proxy_client),
     );
-    let web_sans = vec!["localhost".to_string(), web_addr.ip().to_string()];
-    let (chain, key) = tls_parts(
-        &ca::issue_host(
-            &state.host_ca,
-            &format!("proxy.{}", state.name),
-            "Proxy",
-            &web_sans,
-            now(),
-            365 * 86400,
-        )
-        .map_err(ca_err)?,
-    )?;
-    let web_tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| CliError::plain(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| CliError::plain(format!("web TLS: {e}")))?;
+    let web_tls = match &cfg.web_keypair {
+        Some(pair) => web_tls_from_files(pair)?,
+        None => {
+            let web_sans = vec!["localhost".to_string(), web_addr.ip().to_string()];
+            let (chain, key) = tls_parts(
+                &ca::issue_host(
+                    &state.host_ca,
+                    &format!("proxy.{}", state.name),
+                    "Proxy",
+                    &web_sans,
+                    now(),
+                    365 * 86400,
+                )
+                .map_err(ca_err)?,
+            )?;
+            web_server_config(chain, key).map_err(|e| CliError::plain(format!("web TLS: {e}")))?
+        }
+    };
     let auth_hp = HostPort {
         host: auth_addr.ip().to_string(),
         port: auth_addr.port(),

@@ -22,6 +22,9 @@
 //!   web_listen_addr: 127.0.0.1:3080
 //!   tunnel_listen_addr: 127.0.0.1:3024
 //!   public_addr: proxy.example.com:443
+//!   https_keypairs:                   # the web certificate, from your CA
+//!     - cert_file: /etc/tp/web.crt
+//!       key_file: /etc/tp/web.key
 //! ```
 //!
 //! Flags given on the command line win over the file. A field `tpd` does not know is an
@@ -63,6 +66,8 @@ pub struct FileSettings {
     pub tunnel_addr: Option<SocketAddr>,
     /// `proxy_service.public_addr` (the first, when a list).
     pub public_addr: Option<String>,
+    /// `proxy_service.https_keypairs` (one pair).
+    pub web_keypair: Option<crate::cluster::WebKeyPair>,
 }
 
 #[derive(Deserialize, Default)]
@@ -119,6 +124,14 @@ struct ProxyService {
     web_listen_addr: Option<String>,
     tunnel_listen_addr: Option<String>,
     public_addr: Option<OneOrMany>,
+    https_keypairs: Option<Vec<KeyPairFiles>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPairFiles {
+    key_file: PathBuf,
+    cert_file: PathBuf,
 }
 
 /// Teleport writes `enabled: yes`; YAML 1.2 reads that as a string.
@@ -275,6 +288,17 @@ pub fn parse(text: &str, origin: &str) -> Result<FileSettings, CliError> {
         Some(OneOrMany::One(a)) => Some(a),
         Some(OneOrMany::Many(v)) => v.into_iter().next(),
     };
+    let mut pairs = proxy.https_keypairs.unwrap_or_default();
+    if pairs.len() > 1 {
+        return Err(bad(
+            "proxy_service.https_keypairs",
+            format!("tpd serves one web certificate, got {}", pairs.len()),
+        ));
+    }
+    s.web_keypair = pairs.pop().map(|p| crate::cluster::WebKeyPair {
+        cert: p.cert_file,
+        key: p.key_file,
+    });
     Ok(s)
 }
 
@@ -285,7 +309,7 @@ mod tests {
     #[test]
     fn a_teleport_shaped_file_reads_every_field() {
         let s = parse(
-            "version: v3\nteleport:\n  data_dir: /var/lib/tp\n  diag_addr: 127.0.0.1:3000\n  log:\n    output: stderr\n    severity: WARN\n    format:\n      output: json\nauth_service:\n  enabled: yes\n  listen_addr: 0.0.0.0:3025\n  cluster_name: example.com\n  proxy_listener_mode: separate\n  authentication:\n    signature_algorithm_suite: legacy\nproxy_service:\n  enabled: \"yes\"\n  web_listen_addr: 0.0.0.0:443\n  tunnel_listen_addr: 0.0.0.0:3024\n  public_addr: [proxy.example.com:443, other:443]\n",
+            "version: v3\nteleport:\n  data_dir: /var/lib/tp\n  diag_addr: 127.0.0.1:3000\n  log:\n    output: stderr\n    severity: WARN\n    format:\n      output: json\nauth_service:\n  enabled: yes\n  listen_addr: 0.0.0.0:3025\n  cluster_name: example.com\n  proxy_listener_mode: separate\n  authentication:\n    signature_algorithm_suite: legacy\nproxy_service:\n  enabled: \"yes\"\n  web_listen_addr: 0.0.0.0:443\n  tunnel_listen_addr: 0.0.0.0:3024\n  public_addr: [proxy.example.com:443, other:443]\n  https_keypairs:\n    - cert_file: /etc/tp/web.crt\n      key_file: /etc/tp/web.key\n",
             "tp.yaml",
         )
         .unwrap();
@@ -303,6 +327,13 @@ mod tests {
         assert_eq!(s.web_addr, Some("0.0.0.0:443".parse().unwrap()));
         assert_eq!(s.tunnel_addr, Some("0.0.0.0:3024".parse().unwrap()));
         assert_eq!(s.public_addr.as_deref(), Some("proxy.example.com:443"));
+        assert_eq!(
+            s.web_keypair,
+            Some(crate::cluster::WebKeyPair {
+                cert: "/etc/tp/web.crt".into(),
+                key: "/etc/tp/web.key".into(),
+            })
+        );
         assert_eq!(parse("", "empty.yaml").unwrap(), FileSettings::default());
     }
 

@@ -1689,3 +1689,102 @@ fn go_clientcheck(addr: &str, creds: [&str; 3], who: &str, insecure: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `curl --cacert CA https://ADDR/webapi/ping`: whether curl verified and fetched it,
+/// and what it said.
+fn curl_ping(ca: &std::path::Path, addr: &str) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(ca)
+        .arg(format!("https://{addr}/webapi/ping"))
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `--web-cert`/`--web-key`: the web port serves the operator's certificate (curl
+/// verifies it against the operator's CA, not the cluster's), and a key that does not
+/// belong to the certificate is refused at start, naming both files.
+#[test]
+fn an_operator_web_certificate_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The operator's own CA and a leaf for this host.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "operator CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(d.join("web.crt"), leaf.pem()).unwrap();
+    std::fs::write(d.join("web.key"), leaf_key.serialize_pem()).unwrap();
+    std::fs::write(
+        d.join("other.key"),
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+
+    let web_cert = d.join("web.crt").display().to_string();
+    let web_key = d.join("web.key").display().to_string();
+    let t = tpd_in(
+        tempfile::tempdir().unwrap().into(),
+        &[
+            "--in-memory",
+            "--web-cert",
+            &web_cert,
+            "--web-key",
+            &web_key,
+        ],
+    );
+    let (ok, err) = curl_ping(&d.join("ca.pem"), &t.web);
+    assert!(ok, "the operator's CA verifies it: {err}");
+    let (ok, _) = curl_ping(&t.dir.path().join("admin/ca.pem"), &t.web);
+    assert!(
+        !ok,
+        "the cluster's CA does not: it is not the host-CA certificate"
+    );
+    drop(t);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args([
+            "start",
+            "--in-memory",
+            "--auth-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+            "--tunnel-addr",
+            "127.0.0.1:0",
+            "--web-cert",
+            &web_cert,
+            "--web-key",
+        ])
+        .arg(d.join("other.key"))
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: web certificate {web_cert} and key ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: check that the key belongs to the certificate"),
+        "{stderr}"
+    );
+}

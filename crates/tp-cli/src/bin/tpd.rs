@@ -69,6 +69,13 @@ enum Command {
         /// [default: balanced-v1].
         #[arg(long, value_enum)]
         signature_algorithm_suite: Option<SignatureAlgorithmSuite>,
+        /// The web port's certificate chain (PEM, leaf first) from your CA, for a public
+        /// name; with --web-key. Default: one the cluster's host CA signs.
+        #[arg(long, value_name = "FILE", requires = "web_key")]
+        web_cert: Option<PathBuf>,
+        /// The private key of --web-cert (PEM, unencrypted).
+        #[arg(long, value_name = "FILE", requires = "web_cert")]
+        web_key: Option<PathBuf>,
         /// Log lines on standard error as text or JSON (one object per line). The level
         /// filter is TP_LOG (tracing's EnvFilter syntax), else the config file's
         /// teleport.log.severity, else `info` [default: text].
@@ -101,8 +108,10 @@ enum LogFormat {
 fn init_logs(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal as _;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),
@@ -139,6 +148,8 @@ async fn main() -> ExitCode {
         signature_algorithm_suite,
         log_format,
         config,
+        web_cert,
+        web_key,
     } = command
     else {
         return ExitCode::SUCCESS;
@@ -165,6 +176,10 @@ async fn main() -> ExitCode {
         .or(file.signature_algorithm_suite)
         .unwrap_or_default();
     let data_dir = data_dir.or(file.data_dir);
+    let web_keypair = match (web_cert, web_key) {
+        (Some(cert), Some(key)) => Some(tp_cli::cluster::WebKeyPair { cert, key }),
+        _ => file.web_keypair,
+    };
     if effective_uid() == Some(0) {
         tracing::warn!("tpd runs as root; run it as an unprivileged user (see docs/production.md)");
     }
@@ -184,6 +199,7 @@ async fn main() -> ExitCode {
         diag_addr,
         listener_mode,
         signature_algorithm_suite,
+        web_keypair,
     };
     // Signals are watched before anything says the cluster is up, so a SIGTERM sent as
     // soon as tpd reports ready (a service manager, a test) still stops it cleanly.
