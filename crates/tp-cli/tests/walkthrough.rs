@@ -1521,6 +1521,13 @@ async fn a_new_user_sets_a_password_in_a_browser_and_logs_in() {
         .to_string()
     };
 
+    // Finding an element waits (up to 20 s) for it to appear: a submitted form loads a
+    // new page, and a click does not wait for that.
+    wd(
+        "POST",
+        "/timeouts",
+        serde_json::json!({ "implicit": 20_000 }),
+    );
     wd("POST", "/url", serde_json::json!({ "url": url }));
     let title = wd("GET", "/title", serde_json::Value::Null);
     assert!(
