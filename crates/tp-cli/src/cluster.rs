@@ -547,6 +547,7 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         format!("{host_cert}\n").as_bytes(),
         0o644,
     )?;
+    metrics.set_tunnel(tunnel.stats());
     let tunnel_task = tokio::spawn(tp_proxy::tunnel::serve(tunnel_l, tunnel.clone()));
     let mut web_port = WebPort::new(state.name.clone(), web_tls, web, auth_hp).with_tunnel(tunnel);
     if cfg.listener_mode == ListenerMode::Separate {

@@ -17,6 +17,7 @@ pub struct Metrics {
     connections: AtomicU64,
     ready: AtomicBool,
     started: AtomicU64,
+    tunnel: Mutex<Option<Arc<tp_transport::tunnel::TunnelStats>>>,
 }
 
 /// The methods that issue certificates.
@@ -81,6 +82,11 @@ impl Metrics {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Reports the reverse tunnel's counters from `stats`.
+    pub fn set_tunnel(&self, stats: Arc<tp_transport::tunnel::TunnelStats>) {
+        *self.tunnel.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
+    }
+
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let rpcs = self
@@ -107,6 +113,27 @@ impl Metrics {
             "tp_auth_connections_total {}\n",
             self.connections.load(Ordering::Relaxed)
         ));
+        let tunnel = self
+            .tunnel
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(t) = tunnel {
+            out.push_str("# HELP tp_tunnel_connections_total Reverse-tunnel connections that authenticated.\n# TYPE tp_tunnel_connections_total counter\n");
+            out.push_str(&format!(
+                "tp_tunnel_connections_total {}\n",
+                t.connections()
+            ));
+            out.push_str("# HELP tp_tunnel_bytes_total Bytes spliced through the reverse tunnel, by direction.\n# TYPE tp_tunnel_bytes_total counter\n");
+            out.push_str(&format!(
+                "tp_tunnel_bytes_total{{direction=\"to_auth\"}} {}\n",
+                t.bytes_to_auth()
+            ));
+            out.push_str(&format!(
+                "tp_tunnel_bytes_total{{direction=\"from_auth\"}} {}\n",
+                t.bytes_from_auth()
+            ));
+        }
         out.push_str("# HELP tp_start_time_seconds When tpd started (Unix time).\n# TYPE tp_start_time_seconds gauge\n");
         out.push_str(&format!(
             "tp_start_time_seconds {}\n",

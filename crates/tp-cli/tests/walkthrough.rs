@@ -568,6 +568,23 @@ async fn the_seed_walkthrough_with_the_binaries() {
         issued >= 3,
         "password login, tpsh login and auth sign issued certificates: {metrics}"
     );
+    // The tunnel carried the tunnel-mode clients above, both ways.
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {metrics}"))
+    };
+    assert!(counter("tp_tunnel_connections_total ") >= 2, "{metrics}");
+    assert!(
+        counter("tp_tunnel_bytes_total{direction=\"to_auth\"} ") > 1000,
+        "{metrics}"
+    );
+    assert!(
+        counter("tp_tunnel_bytes_total{direction=\"from_auth\"} ") > 1000,
+        "{metrics}"
+    );
 
     // tpctl status names the cluster and pins its CAs.
     let (ok, out, err) = tpctl(&t, &["status"]);

@@ -144,6 +144,79 @@ pub struct TunnelServer {
     config: Arc<tp_ssh::ServerConfig>,
     auth_addr: HostPort,
     users: Arc<UserSlots>,
+    stats: Arc<TunnelStats>,
+}
+
+/// Counters of a [`TunnelServer`], for metrics: authenticated connections, and the
+/// bytes spliced to and from the Auth server (counted as they pass).
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    connections: std::sync::atomic::AtomicU64,
+    to_auth: std::sync::atomic::AtomicU64,
+    from_auth: std::sync::atomic::AtomicU64,
+}
+
+impl TunnelStats {
+    /// Connections that authenticated.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes sent on to the Auth server.
+    pub fn bytes_to_auth(&self) -> u64 {
+        self.to_auth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes the Auth server sent back.
+    pub fn bytes_from_auth(&self) -> u64 {
+        self.from_auth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The proxy's stream to the Auth server, counting what passes into [`TunnelStats`].
+struct Counted {
+    inner: tokio::net::TcpStream,
+    stats: Arc<TunnelStats>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.stats
+            .from_auth
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.stats
+                .to_auth
+                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Connections held per user, against a cap.
@@ -204,7 +277,13 @@ impl TunnelServer {
                 max: DEFAULT_MAX_PER_USER,
                 held: std::sync::Mutex::default(),
             }),
+            stats: Arc::default(),
         }
+    }
+
+    /// The server's counters (shared by its clones).
+    pub fn stats(&self) -> Arc<TunnelStats> {
+        self.stats.clone()
     }
 
     /// Caps the connections one user may hold at once at `max`; a connection over the
@@ -254,8 +333,12 @@ impl TunnelServer {
             session.disconnect();
             return Err(tp_ssh::Error::Auth(msg));
         };
+        self.stats
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         while let Some(incoming) = session.next_channel().await {
             let auth = self.auth_addr.clone();
+            let stats = self.stats.clone();
             tokio::spawn(async move {
                 let result = serve_transport(incoming, |req: DialRequest| async move {
                     if req.address != REMOTE_AUTH_SERVER {
@@ -269,7 +352,7 @@ impl TunnelServer {
                         .map_err(|e| format!("failed connecting to the Auth server at {auth}: {e}"))?;
                     // TLS handshakes cross this hop in small records: no Nagle delay.
                     let _ = tcp.set_nodelay(true);
-                    Ok(tcp)
+                    Ok(Counted { inner: tcp, stats })
                 })
                 .await;
                 if let Err(e) = result {
