@@ -168,6 +168,70 @@ impl TestCluster {
         self.client(&self.host_identity("Admin")).await
     }
 
+    /// Creates user `name` holding `roles` and has the cluster sign certificates for a
+    /// new key, valid for `ttl` seconds: an identity bundle as `tpctl auth sign` writes
+    /// it (TLS and SSH certificates, the host CA for TLS and as `@cert-authority` lines).
+    pub async fn identity_bundle(
+        &self,
+        name: &str,
+        roles: &[&str],
+        ttl: i64,
+    ) -> tp_creds::IdentityBundle {
+        let admin = self.admin().await;
+        admin
+            .create_user(tp_proto::types::UserV2 {
+                kind: "user".into(),
+                version: "v2".into(),
+                metadata: Some(tp_proto::types::Metadata {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+                spec: Some(tp_proto::types::UserSpecV2 {
+                    roles: roles.iter().map(|r| (*r).to_string()).collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("create the user");
+        let key = tp_creds::PrivateKey::generate(tp_creds::KeyAlgorithm::EcdsaP256).expect("a key");
+        let spki = tp_creds::pem::encode(
+            "PUBLIC KEY",
+            &key.public_key_spki_der().expect("the public key"),
+        );
+        let ssh_pub = key
+            .ssh_public_key()
+            .expect("the SSH public key")
+            .to_openssh()
+            .expect("authorized_keys form");
+        let certs = admin
+            .generate_user_certs(tp_proto::proto::UserCertsRequest {
+                username: name.into(),
+                tls_public_key: spki.into_bytes(),
+                ssh_public_key: ssh_pub.into_bytes(),
+                expires: Some(prost_types::Timestamp {
+                    seconds: now() + ttl,
+                    nanos: 0,
+                }),
+                route_to_cluster: "example.com".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("certificates");
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("text");
+        let mut b = tp_creds::IdentityBundle::new(key);
+        b.tls_cert = Some(text(certs.tls));
+        b.ssh_cert = Some(text(certs.ssh));
+        b.tls_cas = vec![text(self.host_ca_pem())];
+        for k in certs.sshca_certs {
+            b.ssh_cas.push(format!(
+                "@cert-authority example.com,*.example.com {} type=host\n",
+                text(k).trim()
+            ));
+        }
+        b
+    }
+
     /// Creates user `name` holding `roles` (as the admin) and issues a user certificate
     /// for them from the user CA, valid for an hour.
     pub async fn add_user(&self, name: &str, roles: &[&str]) -> Issued {

@@ -12,9 +12,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tp_auth::ca;
 use tp_client::{Client, Config, ErrorKind};
-use tp_creds::{Credentials, Format, IdentityBundle, IdentityFile, KeyAlgorithm, PrivateKey, Tls};
-use tp_proto::proto::UserCertsRequest;
-use tp_proto::types::{Metadata, UserSpecV2, UserV2};
+use tp_creds::{Credentials, Format, IdentityFile, Tls};
 use tp_proxy::port::WebPort;
 use tp_proxy::web::{WebConfig, router};
 use tp_tests::cluster::{TestCluster, now};
@@ -23,44 +21,7 @@ use tp_transport::discovery::ProxySettings;
 
 /// A user identity from `c`, written as an identity file in `dir`.
 async fn identity_file(c: &TestCluster, dir: &std::path::Path) -> IdentityFile {
-    let admin = c.admin().await;
-    admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: "api-user".into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: vec!["access".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let spki = tp_creds::pem::encode("PUBLIC KEY", &key.public_key_spki_der().unwrap());
-    let ssh_pub = key.ssh_public_key().unwrap().to_openssh().unwrap();
-    let certs = admin
-        .generate_user_certs(UserCertsRequest {
-            username: "api-user".into(),
-            tls_public_key: spki.into_bytes(),
-            ssh_public_key: ssh_pub.into_bytes(),
-            expires: Some(prost_types::Timestamp {
-                seconds: now() + 3600,
-                nanos: 0,
-            }),
-            route_to_cluster: "example.com".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut b = IdentityBundle::new(key);
-    b.tls_cert = Some(String::from_utf8(certs.tls).unwrap());
-    b.ssh_cert = Some(String::from_utf8(certs.ssh).unwrap());
-    b.tls_cas = vec![String::from_utf8(c.host_ca_pem()).unwrap()];
+    let b = c.identity_bundle("api-user", &["access"], 3600).await;
     let path = dir.join("identity");
     b.write(Format::File, &path).unwrap();
     IdentityFile::from_path(path)

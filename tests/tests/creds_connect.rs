@@ -5,60 +5,13 @@
 use std::time::Duration;
 
 use tp_client::{Client, Config, ErrorKind};
-use tp_creds::{
-    Format, IdentityBundle, IdentityFile, KeyAlgorithm, PrivateKey, Profile, ProfileConfig,
-    write_profile,
-};
-use tp_proto::proto::UserCertsRequest;
-use tp_proto::types::{Metadata, UserSpecV2, UserV2};
-use tp_tests::cluster::{TestCluster, now};
-
-async fn issue_bundle(c: &TestCluster, user: &str, roles: &[&str], ttl: i64) -> IdentityBundle {
-    let admin = c.admin().await;
-    admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: user.into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: roles.iter().map(|r| (*r).to_string()).collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let spki = tp_creds::pem::encode("PUBLIC KEY", &key.public_key_spki_der().unwrap());
-    let ssh_pub = key.ssh_public_key().unwrap().to_openssh().unwrap();
-    let certs = admin
-        .generate_user_certs(UserCertsRequest {
-            username: user.into(),
-            tls_public_key: spki.into_bytes(),
-            ssh_public_key: ssh_pub.into_bytes(),
-            expires: Some(prost_types::Timestamp {
-                seconds: now() + ttl,
-                nanos: 0,
-            }),
-            route_to_cluster: "example.com".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut b = IdentityBundle::new(key);
-    b.tls_cert = Some(String::from_utf8(certs.tls).unwrap());
-    b.ssh_cert = Some(String::from_utf8(certs.ssh).unwrap());
-    b.tls_cas = vec![String::from_utf8(c.host_ca_pem()).unwrap()];
-    b
-}
+use tp_creds::{Format, IdentityFile, Profile, ProfileConfig, write_profile};
+use tp_tests::cluster::TestCluster;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_file_and_profile_connect() {
     let c = TestCluster::start("proxy.example.com:3080").await;
-    let b = issue_bundle(&c, "carol", &["editor"], 3600).await;
+    let b = c.identity_bundle("carol", &["editor"], 3600).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("identity");
     b.write(Format::File, &path).unwrap();
@@ -92,7 +45,7 @@ async fn identity_file_and_profile_connect() {
 async fn expired_credentials_fail_before_any_dial() {
     let c = TestCluster::start("proxy.example.com:3080").await;
     // A one-second certificate, left to expire.
-    let b = issue_bundle(&c, "dave", &["access"], 1).await;
+    let b = c.identity_bundle("dave", &["access"], 1).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("identity");
     b.write(Format::File, &path).unwrap();
