@@ -1025,30 +1025,10 @@ async fn a_restarted_tpd_keeps_its_cluster() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_separate_listener_mode_clients_follow_discovery_to_the_tunnel() {
-    let t = tpd_in(
-        tempfile::tempdir().unwrap().into(),
-        &[
-            "--cluster-name",
-            "example.com",
-            "--in-memory",
-            "--listener-mode",
-            "separate",
-        ],
-    );
-    let (ok, _, err) = tpctl(&t, &["users", "add", "bob", "--roles=editor"]);
-    assert!(ok, "{err}");
+    let t = tpd_in_memory(&["--listener-mode", "separate"]);
+    add_user(&t, "bob", "editor");
     let id_path = t.dir.path().join("bob.pem");
-    let (ok, _, err) = tpctl(
-        &t,
-        &[
-            "auth",
-            "sign",
-            "--user=bob",
-            "--out",
-            id_path.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{err}");
+    auth_sign(&t, "bob", "file", &id_path);
 
     // Discovery says TLS routing is off, and the web port refuses to route Auth.
     let (status, body) = https(&t, "GET", "/webapi/find", "application/json", "").await;
@@ -1094,31 +1074,10 @@ async fn in_separate_listener_mode_clients_follow_discovery_to_the_tunnel() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_rsa_cluster_issues_credentials_that_every_client_uses() {
-    let t = tpd_in(
-        tempfile::tempdir().unwrap().into(),
-        &[
-            "--cluster-name",
-            "example.com",
-            "--in-memory",
-            "--signature-algorithm-suite",
-            "legacy",
-        ],
-    );
-    let (ok, _, err) = tpctl(&t, &["users", "add", "bob", "--roles=editor"]);
-    assert!(ok, "{err}");
+    let t = tpd_in_memory(&["--signature-algorithm-suite", "legacy"]);
+    add_user(&t, "bob", "editor");
     let out = t.dir.path().join("bob");
-    let (ok, _, err) = tpctl(
-        &t,
-        &[
-            "auth",
-            "sign",
-            "--user=bob",
-            "--format=openssh",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{err}");
+    auth_sign(&t, "bob", "openssh", &out);
 
     // OpenSSH reads the user certificate as signed by an RSA CA with an RSA-SHA2
     // signature.
@@ -1155,17 +1114,7 @@ async fn a_legacy_rsa_cluster_issues_credentials_that_every_client_uses() {
     // proxy's host certificate is RSA-signed too) and by TLS routing, for tp-client
     // and for Teleport's Go client.
     let id_path = t.dir.path().join("bob.pem");
-    let (ok, _, err) = tpctl(
-        &t,
-        &[
-            "auth",
-            "sign",
-            "--user=bob",
-            "--out",
-            id_path.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{err}");
+    auth_sign(&t, "bob", "file", &id_path);
     let creds = tp_creds::IdentityFile::from_path(&id_path);
     let auth = t.auth_addr().to_string();
     for addr in [auth.as_str(), t.tunnel.as_str(), t.web.as_str()] {
@@ -1230,32 +1179,15 @@ fn target_for(
 #[tokio::test(flavor = "multi_thread")]
 async fn every_loader_in_every_mode() {
     use tp_client::ErrorKind;
-    let t = tpd_in(
-        tempfile::tempdir().unwrap().into(),
-        &["--cluster-name", "example.com", "--in-memory"],
-    );
+    let t = tpd_in_memory(&[]);
     let d = t.dir.path().to_path_buf();
     let role = d.join("api-role.yaml");
     std::fs::write(&role, "kind: role\nversion: v5\nmetadata:\n  name: api-role\nspec:\n  allow:\n    rules:\n      - resources: [role]\n        verbs: [read]\n").unwrap();
     assert!(tpctl(&t, &["create", "-f", role.to_str().unwrap()]).0);
     for (user, roles) in [("api-user", "api-role"), ("ed", "editor")] {
-        let (ok, _, err) = tpctl(&t, &["users", "add", user, &format!("--roles={roles}")]);
-        assert!(ok, "{err}");
+        add_user(&t, user, roles);
     }
-    let sign = |user: &str, format: &str, out: &std::path::Path| {
-        let (ok, _, err) = tpctl(
-            &t,
-            &[
-                "auth",
-                "sign",
-                &format!("--user={user}"),
-                &format!("--format={format}"),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
-        assert!(ok, "{err}");
-    };
+    let sign = |user: &str, format: &str, out: &std::path::Path| auth_sign(&t, user, format, out);
     // The four loaders, all for api-user.
     let id_path = d.join("api-user.pem");
     sign("api-user", "file", &id_path);
@@ -1478,10 +1410,7 @@ impl ChromeDriver {
 /// password succeeds. A mismatched confirmation is refused on the page first.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_user_sets_a_password_in_a_browser_and_logs_in() {
-    let t = tpd_in(
-        tempfile::tempdir().unwrap().into(),
-        &["--cluster-name", "example.com", "--in-memory"],
-    );
+    let t = tpd_in_memory(&[]);
     let (ok, out, err) = tpctl(&t, &["users", "add", "web-user", "--roles=access"]);
     assert!(ok, "{err}");
     let url = out
@@ -1811,4 +1740,33 @@ fn an_operator_web_certificate_is_served() {
         stderr.contains("hint: check that the key belongs to the certificate"),
         "{stderr}"
     );
+}
+
+/// A fresh in-memory tpd for cluster `example.com`, with `extra` flags.
+fn tpd_in_memory(extra: &[&str]) -> Tpd {
+    let mut args = vec!["--cluster-name", "example.com", "--in-memory"];
+    args.extend_from_slice(extra);
+    tpd_in(tempfile::tempdir().unwrap().into(), &args)
+}
+
+/// `tpctl users add NAME --roles=ROLES`, which must succeed.
+fn add_user(t: &Tpd, name: &str, roles: &str) {
+    let (ok, _, err) = tpctl(t, &["users", "add", name, &format!("--roles={roles}")]);
+    assert!(ok, "{err}");
+}
+
+/// `tpctl auth sign --user=USER --format=FORMAT --out=OUT`, which must succeed.
+fn auth_sign(t: &Tpd, user: &str, format: &str, out: &std::path::Path) {
+    let (ok, _, err) = tpctl(
+        t,
+        &[
+            "auth",
+            "sign",
+            &format!("--user={user}"),
+            &format!("--format={format}"),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
 }
