@@ -219,6 +219,9 @@ fn web_tls_from_files(pair: &WebKeyPair) -> Result<rustls::ServerConfig, CliErro
     })
 }
 
+/// How long a tunnel connection may be quiet before the proxy sends a keepalive.
+const TUNNEL_KEEPALIVE: Duration = Duration::from_secs(300);
+
 /// The proxy's reverse-tunnel server: a fresh Ed25519 host key with a host certificate
 /// from the cluster's SSH host CA (role `Proxy`; principals naming the listen addresses,
 /// `localhost` and the public host, since clients check the name they dialled), trusting
@@ -289,11 +292,13 @@ fn tunnel_server(
             "the user CA has no SSH key to trust on the reverse tunnel",
         ));
     }
+    let mut config = tp_ssh::ServerConfig::new(Arc::new(pair), user_cas);
+    // Teleport's proxy defaults: a keepalive after 5 minutes of quiet, three unanswered
+    // and the connection is dropped (so dead peers do not hold slots).
+    config.transport.keepalive_interval = Some(TUNNEL_KEEPALIVE);
+    config.transport.keepalive_max = 3;
     Ok((
-        tp_transport::tunnel::TunnelServer::new(
-            tp_ssh::ServerConfig::new(Arc::new(pair), user_cas),
-            auth,
-        ),
+        tp_transport::tunnel::TunnelServer::new(config, auth),
         cert_line,
     ))
 }

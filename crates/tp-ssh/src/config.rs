@@ -24,6 +24,13 @@ pub struct TransportConfig {
     pub auth_timeout: Duration,
     /// The connection fails after this long without receiving a packet (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// After this long without receiving a packet, send `keepalive@openssh.com` (a
+    /// global request wanting a reply), and again each interval while none comes
+    /// (`None`: never). OpenSSH's `ServerAliveInterval` / `ClientAliveInterval`.
+    pub keepalive_interval: Option<Duration>,
+    /// The connection fails when this many keepalives in a row go unanswered (OpenSSH's
+    /// `ServerAliveCountMax` / `ClientAliveCountMax`).
+    pub keepalive_max: u32,
     /// Maximum concurrent channels (both directions together).
     pub max_channels: usize,
     /// The receive window we grant each channel (bounds the bytes buffered per channel).
@@ -43,6 +50,8 @@ impl Default for TransportConfig {
             rekey_interval: Duration::from_secs(3600),
             auth_timeout: Duration::from_secs(30),
             idle_timeout: None,
+            keepalive_interval: None,
+            keepalive_max: 3,
             max_channels: 64,
             window_size: 2 * 1024 * 1024,
             max_packet: 32 * 1024,

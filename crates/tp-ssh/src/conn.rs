@@ -226,7 +226,13 @@ pub struct Connection {
     last_rx: Instant,
     channels: HashMap<u32, Chan>,
     next_id: u32,
-    globals_awaited: u32,
+    /// Who awaits each outstanding global-request reply, in order (replies come in the
+    /// order of requests): `true` for our keepalives, `false` for the application.
+    reply_owners: VecDeque<bool>,
+    /// Keepalives sent since the last packet received.
+    keepalives_unanswered: u32,
+    /// When the last keepalive went out.
+    last_keepalive: Instant,
     events: VecDeque<Event>,
     error: Option<Error>,
 }
@@ -275,7 +281,9 @@ impl Connection {
             last_rx: now,
             channels: HashMap::new(),
             next_id: 0,
-            globals_awaited: 0,
+            reply_owners: VecDeque::new(),
+            keepalives_unanswered: 0,
+            last_keepalive: now,
             events: VecDeque::new(),
             error: None,
             cfg,
@@ -348,7 +356,23 @@ impl Connection {
         if let Some(idle) = self.cfg.idle_timeout {
             t = t.min(self.last_rx + idle);
         }
+        if let Some(k) = self.keepalive_due() {
+            t = t.min(k);
+        }
         Some(t)
+    }
+
+    /// When the next keepalive is due, if keepalives are on and the connection is up.
+    fn keepalive_due(&self) -> Option<Instant> {
+        let interval = self.cfg.keepalive_interval?;
+        if !self.authenticated {
+            return None;
+        }
+        Some(if self.keepalives_unanswered == 0 {
+            self.last_rx + interval
+        } else {
+            self.last_keepalive + interval
+        })
     }
 
     /// Advances timers: the pre-auth deadline, the idle deadline and time-based rekey.
@@ -363,6 +387,24 @@ impl Connection {
             && now >= self.last_rx + idle
         {
             return Err(self.fail(Error::Timeout("connection idle".into())));
+        }
+        if let Some(due) = self.keepalive_due()
+            && now >= due
+            && self.kex.is_none()
+        {
+            if self.keepalives_unanswered >= self.cfg.keepalive_max {
+                let n = self.keepalives_unanswered;
+                return Err(self.fail(Error::Timeout(format!(
+                    "no answer to {n} keepalives in a row"
+                ))));
+            }
+            self.keepalives_unanswered += 1;
+            self.last_keepalive = now;
+            self.reply_owners.push_back(true);
+            let mut p = vec![msg::GLOBAL_REQUEST];
+            p.put_str("keepalive@openssh.com");
+            p.put_bool(true);
+            self.send(p);
         }
         if self.kex.is_none()
             && self.kex_count > 0
@@ -439,6 +481,7 @@ impl Connection {
                 break;
             };
             self.last_rx = now;
+            self.keepalives_unanswered = 0;
             self.bytes_since_kex += wire as u64;
             let seq = self.opener.seq.wrapping_sub(1);
             self.packets_received += 1;
@@ -1074,10 +1117,14 @@ impl Connection {
                 Ok(())
             }
             msg::REQUEST_SUCCESS | msg::REQUEST_FAILURE => {
-                if self.globals_awaited == 0 {
-                    return Err(Error::Protocol("unexpected global request reply".into()));
+                match self.reply_owners.pop_front() {
+                    None => {
+                        return Err(Error::Protocol("unexpected global request reply".into()));
+                    }
+                    // A keepalive answered (success or failure alike: the peer is alive).
+                    Some(true) => return Ok(()),
+                    Some(false) => {}
                 }
-                self.globals_awaited -= 1;
                 self.events.push_back(Event::GlobalReply {
                     success: ty == msg::REQUEST_SUCCESS,
                     payload: payload.slice(1..),
@@ -1537,7 +1584,7 @@ impl Connection {
     ) -> Result<(), Error> {
         self.ready()?;
         if want_reply {
-            self.globals_awaited += 1;
+            self.reply_owners.push_back(false);
         }
         let mut p = vec![msg::GLOBAL_REQUEST];
         p.put_str(name);

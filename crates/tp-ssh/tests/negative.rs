@@ -509,3 +509,52 @@ fn channel_cap() {
         .count();
     assert_eq!(failed, 1);
 }
+
+#[test]
+fn keepalives_go_out_when_quiet_and_a_silent_peer_is_dropped() {
+    use std::time::Duration;
+    let pki = Pki::new();
+    let mut p = Pair::with(
+        &pki,
+        |_| {},
+        |s| s.transport.keepalive_interval = Some(Duration::from_secs(10)),
+    );
+    p.pump();
+    assert!(p.s.is_authenticated());
+    while p.s.poll_event().is_some() {}
+    while p.c.poll_event().is_some() {}
+    let t0 = Instant::now();
+    assert!(p.s.poll_timeout().unwrap() <= t0 + Duration::from_secs(10));
+
+    // Quiet for the interval: a keepalive goes out, and an application request after
+    // it. The client answers both (failure, as OpenSSH does to keepalive@openssh.com);
+    // the keepalive's reply is the server's own, the other reaches the application.
+    let t1 = t0 + Duration::from_secs(11);
+    p.s.handle_timeout(t1).unwrap();
+    p.s.send_global_request("test@example.com", true, b"")
+        .unwrap();
+    let out = p.s.poll_transmit().expect("the keepalive and the request");
+    p.c.handle_input(&out, t1).unwrap();
+    let replies = p.c.poll_transmit().expect("the client's replies");
+    p.s.handle_input(&replies, t1).unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| p.s.poll_event()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(matches!(
+        events[0],
+        Event::GlobalReply { success: false, .. }
+    ));
+
+    // Then the client falls silent: a keepalive each interval, and after three
+    // unanswered the connection fails, saying why.
+    let mut t = t1 + Duration::from_secs(11);
+    for _ in 0..3 {
+        p.s.handle_timeout(t).unwrap();
+        assert!(p.s.poll_transmit().is_some(), "a keepalive");
+        t += Duration::from_secs(10);
+    }
+    let r = p.s.handle_timeout(t);
+    assert!(
+        matches!(&r, Err(Error::Timeout(m)) if m.contains("no answer to 3 keepalives")),
+        "{r:?}"
+    );
+}
