@@ -19,7 +19,7 @@ use tp_proto::proto::UserCertsRequest;
 use tp_proto::types::{Metadata, UserSpecV2, UserV2};
 
 /// Connections per side and address.
-const N: u32 = 20;
+const N: u32 = 50;
 /// The goal: tp's connect + Ping at most this fraction of Go's.
 const GOAL: f64 = 0.5;
 
