@@ -360,22 +360,7 @@ async fn the_seed_walkthrough_with_the_binaries() {
 
     // tpsh login writes a tsh-layout profile; a tp-client program uses it (through the
     // proxy's web port, by TLS routing).
-    let home = t.dir.path().join("tsh");
-    let ca_file = t.dir.path().join("admin/ca.pem");
-    let (ok, out, err) = tpsh(
-        &home,
-        &[
-            "login",
-            "--proxy",
-            &t.web,
-            "--user",
-            "api-user",
-            "--ca-file",
-            ca_file.to_str().unwrap(),
-        ],
-        "correct horse\n",
-    );
-    assert!(ok, "{err}");
+    let (home, out) = tpsh_login(&t, "api-user", "correct horse");
     assert!(
         out.contains("Logged in as:       api-user") && out.contains("api-role"),
         "{out}"
@@ -1508,22 +1493,7 @@ async fn a_new_user_sets_a_password_in_a_browser_and_logs_in() {
     wd("DELETE", "", serde_json::Value::Null);
 
     // The password the browser set logs in.
-    let home = t.dir.path().join("tsh");
-    let ca_file = t.dir.path().join("admin/ca.pem");
-    let (ok, out, err) = tpsh(
-        &home,
-        &[
-            "login",
-            "--proxy",
-            &t.web,
-            "--user",
-            "web-user",
-            "--ca-file",
-            ca_file.to_str().unwrap(),
-        ],
-        "correct horse battery\n",
-    );
-    assert!(ok, "{err}");
+    let (_, out) = tpsh_login(&t, "web-user", "correct horse battery");
     assert!(out.contains("Logged in as:       web-user"), "{out}");
 }
 
@@ -1769,4 +1739,27 @@ fn auth_sign(t: &Tpd, user: &str, format: &str, out: &std::path::Path) {
         ],
     );
     assert!(ok, "{err}");
+}
+
+/// `tpsh login` as `user` with `password` through the proxy (trusting the cluster's CA),
+/// into `<data dir>/tsh`, which must succeed; returns that profile directory and what
+/// tpsh printed.
+fn tpsh_login(t: &Tpd, user: &str, password: &str) -> (std::path::PathBuf, String) {
+    let home = t.dir.path().join("tsh");
+    let ca_file = t.dir.path().join("admin/ca.pem");
+    let (ok, out, err) = tpsh(
+        &home,
+        &[
+            "login",
+            "--proxy",
+            &t.web,
+            "--user",
+            user,
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(ok, "{err}");
+    (home, out)
 }
