@@ -362,10 +362,12 @@ impl Connection {
         Some(t)
     }
 
-    /// When the next keepalive is due, if keepalives are on and the connection is up.
+    /// When the next keepalive is due, if keepalives are on and the connection is up
+    /// and not in a key exchange (none may be sent then; the exchange's own packets
+    /// show the peer is alive, and a deadline in the past would make a driver spin).
     fn keepalive_due(&self) -> Option<Instant> {
         let interval = self.cfg.keepalive_interval?;
-        if !self.authenticated {
+        if !self.authenticated || self.kex.is_some() {
             return None;
         }
         Some(if self.keepalives_unanswered == 0 {
@@ -390,7 +392,6 @@ impl Connection {
         }
         if let Some(due) = self.keepalive_due()
             && now >= due
-            && self.kex.is_none()
         {
             if self.keepalives_unanswered >= self.cfg.keepalive_max {
                 let n = self.keepalives_unanswered;

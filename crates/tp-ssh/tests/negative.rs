@@ -558,3 +558,25 @@ fn keepalives_go_out_when_quiet_and_a_silent_peer_is_dropped() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_keepalive_due_during_a_rekey_waits_for_it_without_spinning() {
+    use std::time::Duration;
+    let pki = Pki::new();
+    let mut p = Pair::with(
+        &pki,
+        |_| {},
+        |s| s.transport.keepalive_interval = Some(Duration::from_secs(10)),
+    );
+    p.pump();
+    let t0 = Instant::now();
+    // The server starts a rekey; the client has not answered when a keepalive is due.
+    p.s.rekey(t0).unwrap();
+    let _ = p.s.poll_transmit();
+    let t1 = t0 + Duration::from_secs(11);
+    p.s.handle_timeout(t1).unwrap();
+    // No keepalive goes out mid-KEX, and the next deadline is not already past (a
+    // driver would call handle_timeout in a loop).
+    assert!(p.s.poll_transmit().is_none());
+    assert!(p.s.poll_timeout().unwrap() > t1);
+}

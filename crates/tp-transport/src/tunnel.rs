@@ -317,12 +317,22 @@ impl TunnelServer {
                 "certificate missing roles in \"teleport-roles\" extension".into(),
             ));
         }
-        let Some(_slot) = self.users.acquire(&who.user) else {
+        // The Teleport user is the certificate's key ID; the SSH login varies per
+        // certificate (a user without logins gets a random one).
+        let user = who
+            .certificate
+            .as_ref()
+            .map_or(who.user.as_str(), |c| c.key_id());
+        let Some(_slot) = self.users.acquire(user) else {
             let msg = format!(
-                "too many tunnel connections for user {:?} (at most {} at once)",
-                who.user, self.users.max
+                "too many tunnel connections for user {user:?} (at most {} at once)",
+                self.users.max
             );
-            tracing::info!(user = %who.user, max = self.users.max, "tunnel: per-user connection limit reached");
+            tracing::info!(
+                user,
+                max = self.users.max,
+                "tunnel: per-user connection limit reached"
+            );
             // Say why on the channel the client opens next (its dial error shows it).
             if let Ok(Some(incoming)) =
                 tokio::time::timeout(std::time::Duration::from_secs(10), session.next_channel())

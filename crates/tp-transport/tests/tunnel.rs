@@ -82,9 +82,15 @@ async fn server_with(pki: &Pki, adjust: impl FnOnce(TunnelServer) -> TunnelServe
 }
 
 fn material(pki: &Pki, roles: Vec<String>) -> SshMaterial {
+    material_logging_in_as(pki, roles, "alice")
+}
+
+/// Teleport user `alice`'s material whose certificate's login (first principal) is
+/// `login`.
+fn material_logging_in_as(pki: &Pki, roles: Vec<String>, login: &str) -> SshMaterial {
     let key = ssh_key();
     let mut id = SshIdentity::user("alice", roles, "example.com");
-    id.logins = vec!["alice".into()];
+    id.logins = vec![login.into()];
     let cert = id
         .sign(key.public_key(), &pki.user_ca, now() - 60, now() + 3600)
         .unwrap();
@@ -106,7 +112,7 @@ fn material(pki: &Pki, roles: Vec<String>) -> SshMaterial {
         signer: Arc::new(key),
         certificate: extensions_fixed,
         host_cas: vec![pki.host_ca.public_key().clone()],
-        user: "alice".into(),
+        user: login.into(),
     }
 }
 
@@ -249,7 +255,10 @@ async fn each_user_holds_at_most_the_cap_and_is_told_so() {
     let addr = server_with(&pki, |t| t.with_max_per_user(2)).await;
     let m = material(&pki, vec!["access".into()]);
     let first = open(&addr, &m, &ProxyMatcher::default()).await.unwrap();
-    let second = open(&addr, &m, &ProxyMatcher::default()).await.unwrap();
+    // The cap is per Teleport user (the certificate's key ID), whatever login the
+    // certificate names.
+    let root = material_logging_in_as(&pki, vec!["access".into()], "root");
+    let second = open(&addr, &root, &ProxyMatcher::default()).await.unwrap();
     let e = open(&addr, &m, &ProxyMatcher::default())
         .await
         .unwrap_err()

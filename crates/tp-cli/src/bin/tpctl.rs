@@ -514,6 +514,20 @@ async fn users_add(
         )
         .await
         .map_err(api)?;
+    let (url, valid_secs) = token_link(&token);
+    let host = url
+        .strip_prefix("https://")
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_default();
+    tp_cli::outln!(
+        "User {name:?} has been created but requires a password. Share this URL with the user to complete user setup, link is valid for {}:\n{url}\n\nNOTE: Make sure {host} points at a Teleport proxy which users can access.",
+        short_duration(valid_secs)
+    );
+    Ok(())
+}
+
+/// An invite or reset token's URL and how long it is valid, in seconds.
+fn token_link(token: &tp_proto::types::UserTokenV3) -> (String, i64) {
     let url = token
         .spec
         .as_ref()
@@ -529,15 +543,7 @@ async fn users_add(
         .as_ref()
         .and_then(|m| m.expires)
         .map_or(0, |t| t.seconds);
-    let host = url
-        .strip_prefix("https://")
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_default();
-    tp_cli::outln!(
-        "User {name:?} has been created but requires a password. Share this URL with the user to complete user setup, link is valid for {}:\n{url}\n\nNOTE: Make sure {host} points at a Teleport proxy which users can access.",
-        short_duration(expires - created)
-    );
-    Ok(())
+    (url, expires - created)
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -653,24 +659,10 @@ async fn users_reset(c: &Client, name: &str, ttl: &str) -> Result<(), CliError> 
             ),
             _ => api(e),
         })?;
-    let url = token
-        .spec
-        .as_ref()
-        .map(|s| s.url.clone())
-        .unwrap_or_default();
-    let created = token
-        .spec
-        .as_ref()
-        .and_then(|s| s.created)
-        .map_or(0, |t| t.seconds);
-    let expires = token
-        .metadata
-        .as_ref()
-        .and_then(|m| m.expires)
-        .map_or(0, |t| t.seconds);
+    let (url, valid_secs) = token_link(&token);
     tp_cli::outln!(
         "User {name:?} has been reset. Share this URL with the user to complete password reset, link is valid for {}:\n{url}",
-        short_duration(expires - created)
+        short_duration(valid_secs)
     );
     Ok(())
 }
