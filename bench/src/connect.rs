@@ -151,19 +151,29 @@ pub(crate) async fn connect_vs_go() -> anyhow::Result<bool> {
         listener_mode: tp_cli::cluster::ListenerMode::Multiplex,
         signature_algorithm_suite: tp_cli::cluster::SignatureAlgorithmSuite::BalancedV1,
         web_keypair: None,
+        roles: tp_cli::cluster::Roles::default(),
+        join: None,
     };
     let (running, handle) = tp_cli::cluster::start(cfg)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let host_ca_pem = std::fs::read_to_string(&running.admin.ca)?;
-    let auth = running.auth_addr.to_string();
+    let (Some(admin), Some(auth_addr), Some(web_addr), Some(tunnel_addr)) = (
+        running.admin.clone(),
+        running.auth_addr,
+        running.web_addr,
+        running.tunnel_addr,
+    ) else {
+        anyhow::bail!("tpd started without the Auth server or the Proxy");
+    };
+    let host_ca_pem = std::fs::read_to_string(&admin.ca)?;
+    let auth = auth_addr.to_string();
     let admin = tp_cli::cluster::connect_with(
         &tp_transport::addr::HostPort {
-            host: running.auth_addr.ip().to_string(),
-            port: running.auth_addr.port(),
+            host: auth_addr.ip().to_string(),
+            port: auth_addr.port(),
         },
-        &std::fs::read(&running.admin.cert)?,
-        &std::fs::read(&running.admin.key)?,
+        &std::fs::read(&admin.cert)?,
+        &std::fs::read(&admin.key)?,
         &[host_ca_der(&host_ca_pem)?],
     )
     .await
@@ -174,8 +184,8 @@ pub(crate) async fn connect_vs_go() -> anyhow::Result<bool> {
     let mut ok = true;
     for (what, addr, insecure) in [
         ("the Auth address", auth, false),
-        ("the tunnel address", running.tunnel_addr.to_string(), false),
-        ("the web address", running.web_addr.to_string(), true),
+        ("the tunnel address", tunnel_addr.to_string(), false),
+        ("the web address", web_addr.to_string(), true),
     ] {
         // Alternate, best of two for each side (the two cores are shared).
         let tp = tp_mean(&addr, &id).await?.min(tp_mean(&addr, &id).await?);

@@ -442,6 +442,8 @@ async fn cold_start() -> anyhow::Result<bool> {
         listener_mode: tp_cli::cluster::ListenerMode::Multiplex,
         signature_algorithm_suite: tp_cli::cluster::SignatureAlgorithmSuite::BalancedV1,
         web_keypair: None,
+        roles: tp_cli::cluster::Roles::default(),
+        join: None,
     };
     let budget = Duration::from_secs(1);
     let mut ok = true;

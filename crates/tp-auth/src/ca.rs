@@ -249,25 +249,39 @@ pub fn issue_host(
     now: i64,
     ttl_secs: i64,
 ) -> Result<Issued, CaError> {
+    let key = tp_creds::PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(crypto)?;
+    let spki = key.public_key_spki_der().map_err(crypto)?;
+    let der = issue_host_for(host_ca, name, system_role, sans, &spki, now, ttl_secs)?;
+    Ok(Issued {
+        cert_pem: tp_creds::pem::encode("CERTIFICATE", &der),
+        key_pem: key.to_pem().map_err(crypto)?.to_string(),
+    })
+}
+
+/// Issues a host certificate as [`issue_host`] does, for a public key the host holds
+/// (`spki_der`, a DER SubjectPublicKeyInfo); returns the certificate's DER.
+pub fn issue_host_for(
+    host_ca: &CertAuthorityV2,
+    name: &str,
+    system_role: &str,
+    sans: &[String],
+    spki_der: &[u8],
+    now: i64,
+    ttl_secs: i64,
+) -> Result<Vec<u8>, CaError> {
     let cluster = host_ca
         .spec
         .as_ref()
         .map(|s| s.cluster_name.clone())
         .unwrap_or_default();
     let signer = x509_signer(host_ca)?;
-    let key = tp_creds::PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(crypto)?;
     let mut id = TlsIdentity::default();
     id.username = name.to_string();
     id.groups = vec![system_role.to_string()];
     id.teleport_cluster = cluster;
-    let spki = key.public_key_spki_der().map_err(crypto)?;
-    let der = signer
-        .issue(&id, &spki, now - 60, now + ttl_secs, sans)
-        .map_err(crypto)?;
-    Ok(Issued {
-        cert_pem: tp_creds::pem::encode("CERTIFICATE", &der),
-        key_pem: key.to_pem().map_err(crypto)?.to_string(),
-    })
+    signer
+        .issue(&id, spki_der, now - 60, now + ttl_secs, sans)
+        .map_err(crypto)
 }
 
 #[cfg(test)]

@@ -40,7 +40,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// Builds the Auth server's TLS configuration: its own certificate chain and key, client
-/// certificates required and verified against `client_cas`, ALPN `h2`.
+/// certificates verified against `client_cas` when given (a client without one may only
+/// join, see `crate::service`), ALPN `h2`.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -51,7 +52,10 @@ pub fn server_config(
     for ca in client_cas {
         roots.add(ca)?;
     }
+    // A client without a certificate may connect: its calls are refused (AccessDenied)
+    // except the two a joining host needs, as Teleport's Auth server does.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
         .build()
         .map_err(|e| rustls::Error::General(format!("client certificate verifier: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider)

@@ -14,6 +14,7 @@ use futures_util::TryFutureExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tp_proto::proto::auth_service_server::AuthServiceServer;
+use tp_proto::proto::join_service_server::JoinServiceServer;
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
 use tp_proto::teleport::trust::v1::trust_service_server::TrustServiceServer;
 use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
@@ -84,7 +85,10 @@ pub async fn serve_until(
         .add_service(
             AuditServiceServer::new(auth.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .add_service(LoginServiceServer::new(auth).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(
+            LoginServiceServer::new(auth.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(JoinServiceServer::new(auth).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve_with_incoming_shutdown(incoming, stop)
         .await
 }

@@ -52,6 +52,9 @@ use crate::listener::PeerInfo;
 use crate::rbac::{AccessContext, RoleSet, presets};
 use crate::store::{Item, Kind, Store, StoreError};
 
+mod join;
+pub use join::{HOST_CERT_TTL, canonical_role};
+
 /// The Teleport version this server reports (the release line of the reference API).
 pub const SERVER_VERSION: &str = "17.0.0";
 
@@ -316,10 +319,13 @@ impl AuthServer {
             .extensions()
             .get::<PeerInfo>()
             .ok_or_else(|| Status::unauthenticated("no client certificate on this connection"))?;
-        let leaf = peer
-            .certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let leaf = peer.certs.first().ok_or_else(|| {
+            ErrorKind::AccessDenied.status(
+                "no client certificate: this call needs a certificate signed by the cluster's \
+                 user or host CA (without one, only GetClusterCACert and \
+                 JoinService/RegisterUsingToken are open)",
+            )
+        })?;
         let cached = self
             .caches
             .identities
@@ -1489,6 +1495,10 @@ impl AuthService for AuthServer {
         })
         .await
         .map(Response::new)
+    }
+
+    async fn get_cluster_ca_cert(&self, _req: Request<()>) -> Rpc<proto::GetClusterCaCertResponse> {
+        self.cluster_ca_cert().await.map(Response::new)
     }
 
     async fn watch_events(

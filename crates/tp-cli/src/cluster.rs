@@ -1,4 +1,5 @@
-//! `tpd start`: the Auth server and the Proxy in one process.
+//! `tpd start`: the Auth server and the Proxy, in one process or apart (`Roles`); a proxy
+//! alone joins with a token (`crate::join`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,28 @@ pub struct ClusterConfig {
     /// The web port's certificate and key from the operator (for a public name); `None`
     /// for one the host CA signs.
     pub web_keypair: Option<WebKeyPair>,
+    /// Which services this process runs.
+    pub roles: Roles,
+    /// How a proxy without a local Auth server joins (required then, unused otherwise).
+    pub join: Option<crate::join::JoinSettings>,
+}
+
+/// The services one `tpd` runs (Teleport's `--roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The Auth server (and its state).
+    pub auth: bool,
+    /// The Proxy (web port, reverse tunnel).
+    pub proxy: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self {
+            auth: true,
+            proxy: true,
+        }
+    }
 }
 
 /// An operator's web certificate chain and key, as PEM files (Teleport's
@@ -109,16 +132,19 @@ pub enum ListenerMode {
 pub struct Running {
     /// The cluster name.
     pub cluster_name: String,
-    /// Where the state is kept: the SQLite file, or `None` in memory.
+    /// Where the state is kept: the SQLite file, or `None` in memory (or without a local
+    /// Auth server).
     pub state_path: Option<PathBuf>,
-    /// The Auth server's address.
-    pub auth_addr: SocketAddr,
-    /// The Proxy's web address.
-    pub web_addr: SocketAddr,
-    /// The Proxy's reverse-tunnel address.
-    pub tunnel_addr: SocketAddr,
-    /// The local admin identity's files.
-    pub admin: AdminIdentity,
+    /// The Auth server's address, when this process runs it.
+    pub auth_addr: Option<SocketAddr>,
+    /// The Proxy's web address, when this process runs it.
+    pub web_addr: Option<SocketAddr>,
+    /// The Proxy's reverse-tunnel address, when this process runs it.
+    pub tunnel_addr: Option<SocketAddr>,
+    /// The local admin identity's files, when this process runs the Auth server.
+    pub admin: Option<AdminIdentity>,
+    /// A proxy's joined identity file, when it has no local Auth server.
+    pub proxy_identity: Option<PathBuf>,
     /// The diagnostics address, when serving one.
     pub diag_addr: Option<SocketAddr>,
     /// The counters behind `/metrics`.
@@ -131,7 +157,8 @@ pub struct Running {
 impl Running {
     /// Begins a graceful stop: the Auth server takes no new connection or call and the
     /// task [`start`] returned ends once the calls in flight have finished (bound the
-    /// wait: open watch streams last until their clients close them).
+    /// wait: open watch streams last until their clients close them); a proxy alone
+    /// stops at once.
     pub fn stop(&self) {
         self.stop.notify_one();
     }
@@ -222,19 +249,53 @@ fn web_tls_from_files(pair: &WebKeyPair) -> Result<rustls::ServerConfig, CliErro
 /// How long a tunnel connection may be quiet before the proxy sends a keepalive.
 const TUNNEL_KEEPALIVE: Duration = Duration::from_secs(300);
 
-/// The proxy's reverse-tunnel server: a fresh Ed25519 host key with a host certificate
-/// from the cluster's SSH host CA (role `Proxy`; principals naming the listen addresses,
-/// `localhost` and the public host, since clients check the name they dialled), trusting
-/// the user CA's SSH keys, forwarding transport dials to the Auth server.
-fn tunnel_server(
-    state: &tp_auth::bootstrap::ClusterState,
-    listen: &[SocketAddr],
-    public: &str,
+/// What the Proxy needs from its cluster, however it got it (a local Auth server's
+/// state, or joining with a token).
+struct ProxyIdentity {
+    cluster_name: String,
+    /// Where the Auth server listens (TLS routing and tunnel dials go there).
     auth: HostPort,
-) -> Result<(tp_transport::tunnel::TunnelServer, String), CliError> {
+    /// The proxy's own client toward the Auth server (system role `Proxy`).
+    client: Client,
+    /// The tunnel's host key with its SSH host certificate.
+    host_key: Arc<tp_ssh::KeyPair>,
+    /// That certificate, authorized_keys form.
+    host_cert_line: String,
+    /// The user CA's SSH keys: whom the tunnel lets in.
+    user_cas: Vec<ssh_key::Fingerprint>,
+    /// The web port's certificate when the operator gives none.
+    web_default: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+}
+
+/// The names clients reach the proxy by, for its certificates: `localhost`, the listen
+/// addresses' IPs, and the public host.
+fn proxy_principals(listen: &[SocketAddr], public: &str) -> Vec<String> {
+    let mut names = vec!["localhost".to_string()];
+    for a in listen {
+        names.push(a.ip().to_string());
+    }
+    if let Ok(hp) =
+        tp_transport::addr::parse_host_port(public, tp_transport::addr::PortRule::Default(443))
+    {
+        names.push(hp.host);
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The proxy's identity beside a local Auth server: certificates signed here with the
+/// host CA (a fresh Ed25519 tunnel host key; principals naming the listen addresses,
+/// `localhost` and the public host, since clients check the name they dialled).
+async fn local_proxy_identity(
+    state: &tp_auth::bootstrap::ClusterState,
+    auth: HostPort,
+    principals: &[String],
+) -> Result<ProxyIdentity, CliError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         CliError::plain(format!("reverse tunnel {what}: {e}"))
     };
+    let ca_err = |e: ca::CaError| CliError::plain(e.to_string());
     let host_ca = state
         .host_ca
         .spec
@@ -248,15 +309,7 @@ fn tunnel_server(
         .map_err(|e| fail("host key", &e))?;
     let ssh_key = key.to_ssh().map_err(|e| fail("host key", &e))?;
     let mut id = tp_creds::SshHostIdentity::new("proxy", &state.name, "Proxy");
-    id.principals.push("localhost".into());
-    for a in listen {
-        id.principals.push(a.ip().to_string());
-    }
-    if let Ok(hp) =
-        tp_transport::addr::parse_host_port(public, tp_transport::addr::PortRule::Default(443))
-    {
-        id.principals.push(hp.host);
-    }
+    id.principals.extend(principals.iter().cloned());
     id.principals.sort();
     id.principals.dedup();
     let now = u64::try_from(now()).unwrap_or(0);
@@ -268,10 +321,10 @@ fn tunnel_server(
             now + 365 * 86400,
         )
         .map_err(|e| fail("host certificate", &e))?;
-    let cert_line = cert
+    let host_cert_line = cert
         .to_openssh()
         .map_err(|e| fail("host certificate", &e))?;
-    let pair = tp_ssh::KeyPair::new(&ssh_key)
+    let host_key = tp_ssh::KeyPair::new(&ssh_key)
         .and_then(|k| k.with_certificate(cert))
         .map_err(|e| fail("host key", &e))?;
     let user_cas: Vec<_> = state
@@ -287,19 +340,118 @@ fn tunnel_server(
         })
         .map(|k| tp_ssh::fingerprint(&k))
         .collect();
-    if user_cas.is_empty() {
+    let client_issued = ca::issue_host(
+        &state.host_ca,
+        &format!("proxy.{}", state.name),
+        "Proxy",
+        &[],
+        self::now(),
+        365 * 86400,
+    )
+    .map_err(ca_err)?;
+    let client = connect(&auth, &client_issued, &state.host_ca).await?;
+    let web_default = tls_parts(
+        &ca::issue_host(
+            &state.host_ca,
+            &format!("proxy.{}", state.name),
+            "Proxy",
+            principals,
+            self::now(),
+            365 * 86400,
+        )
+        .map_err(ca_err)?,
+    )?;
+    Ok(ProxyIdentity {
+        cluster_name: state.name.clone(),
+        auth,
+        client,
+        host_key: Arc::new(host_key),
+        host_cert_line,
+        user_cas,
+        web_default,
+    })
+}
+
+/// The identity of a proxy without a local Auth server: joined (or stored), then its
+/// client toward the Auth server and the user CA's SSH keys fetched with it.
+async fn joined_proxy_identity(
+    bundle: &tp_creds::IdentityBundle,
+    origin: &Path,
+    auth: HostPort,
+) -> Result<ProxyIdentity, CliError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        CliError::plain(format!("{}: {what}: {e}", origin.display()))
+    };
+    let tls_cert = bundle.tls_cert.as_deref().unwrap_or_default();
+    let key_pem = bundle.key.to_pem().map_err(|e| fail("private key", &e))?;
+    let roots: Vec<Vec<u8>> = bundle
+        .tls_cas
+        .iter()
+        .filter_map(|p| CertificateDer::from_pem_slice(p.as_bytes()).ok())
+        .map(|c| c.to_vec())
+        .collect();
+    let client = connect_with(&auth, tls_cert.as_bytes(), key_pem.as_bytes(), &roots).await?;
+    let cluster_name = client
+        .ping()
+        .await
+        .map_err(|e| fail("asking the Auth server its cluster name", &e))?
+        .cluster_name;
+    let user_ca = client
+        .get_cert_authority("user", &cluster_name, false)
+        .await
+        .map_err(|e| fail("reading the user CA", &e))?;
+    let user_cas: Vec<_> = user_ca
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_keys.as_ref())
+        .map(|k| k.ssh.iter().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|k| {
+            ssh_key::PublicKey::from_openssh(String::from_utf8_lossy(&k.public_key).trim()).ok()
+        })
+        .map(|k| tp_ssh::fingerprint(&k))
+        .collect();
+    let ssh_line = bundle.ssh_cert.as_deref().unwrap_or_default();
+    let cert = tp_creds::cert::parse_ssh_cert(ssh_line, &origin.display().to_string())
+        .map_err(|e| CliError::plain(e.to_string()))?;
+    let ssh_key = bundle.key.to_ssh().map_err(|e| fail("SSH key", &e))?;
+    let host_key = tp_ssh::KeyPair::new(&ssh_key)
+        .and_then(|k| k.with_certificate(cert))
+        .map_err(|e| fail("SSH host certificate", &e))?;
+    let chain = vec![
+        CertificateDer::from_pem_slice(tls_cert.as_bytes())
+            .map_err(|e| fail("TLS certificate", &e))?,
+    ];
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| fail("private key", &e))?;
+    Ok(ProxyIdentity {
+        cluster_name,
+        auth,
+        client,
+        host_key: Arc::new(host_key),
+        host_cert_line: ssh_line.trim().to_string(),
+        user_cas,
+        web_default: (chain, key),
+    })
+}
+
+/// The proxy's reverse-tunnel server: its host key and certificate, trusting the user
+/// CA's SSH keys, forwarding transport dials to the Auth server.
+fn tunnel_server(id: &ProxyIdentity) -> Result<tp_transport::tunnel::TunnelServer, CliError> {
+    if id.user_cas.is_empty() {
         return Err(CliError::plain(
             "the user CA has no SSH key to trust on the reverse tunnel",
         ));
     }
-    let mut config = tp_ssh::ServerConfig::new(Arc::new(pair), user_cas);
+    let mut config = tp_ssh::ServerConfig::new(id.host_key.clone(), id.user_cas.clone());
     // Teleport's proxy defaults: a keepalive after 5 minutes of quiet, three unanswered
     // and the connection is dropped (so dead peers do not hold slots).
     config.transport.keepalive_interval = Some(TUNNEL_KEEPALIVE);
     config.transport.keepalive_max = 3;
-    Ok((
-        tp_transport::tunnel::TunnelServer::new(config, auth),
-        cert_line,
+    Ok(tp_transport::tunnel::TunnelServer::new(
+        config,
+        id.auth.clone(),
     ))
 }
 
@@ -357,15 +509,155 @@ async fn open_store(cfg: &ClusterConfig) -> Result<(Arc<dyn Store>, Option<PathB
     }
 }
 
-/// Starts the cluster: opens its state (see [`Storage`]), bootstraps or reuses its CAs, binds both listeners, writes the admin
-/// identity, and serves until the returned future's task is dropped.
+/// Starts what `cfg.roles` asks for. The Auth server: opens its state (see
+/// [`Storage`]), bootstraps or reuses its CAs, binds its listener and writes the admin
+/// identity. The Proxy: beside a local Auth server it takes its identity from there;
+/// alone it joins with a token (or reuses its stored identity), then binds the web port
+/// and the tunnel. Serves until the returned task is dropped or [`Running::stop`].
 pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHandle<()>), CliError> {
+    if !cfg.roles.auth && !cfg.roles.proxy {
+        return Err(CliError::new(
+            "no service to run",
+            "pass --roles auth, proxy, or auth,proxy",
+        ));
+    }
+    if !cfg.roles.auth && cfg.join.is_none() {
+        return Err(CliError::new(
+            "a proxy without a local Auth server needs --auth-server",
+            "pass --auth-server HOST:PORT and, on first start, --token FILE",
+        ));
+    }
     private_dir(&cfg.data_dir)?;
-    let lock = match cfg.storage {
-        Storage::Sqlite => Some(lock_data_dir(&cfg.data_dir)?),
-        Storage::Memory => None,
+    let lock = match (cfg.storage, cfg.roles.auth) {
+        (Storage::Memory, true) => None,
+        _ => Some(lock_data_dir(&cfg.data_dir)?),
     };
-    let (store, state_path) = open_store(&cfg).await?;
+    let metrics = crate::diag::Metrics::new();
+    let diag = match cfg.diag_addr {
+        Some(a) => Some(crate::diag::bind(a).await?),
+        None => None,
+    };
+    let diag_addr = diag.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = diag {
+        tokio::spawn(crate::diag::serve(l, metrics.clone()));
+    }
+    let stop = Arc::new(tokio::sync::Notify::new());
+    // The proxy's listeners first: the Auth server's invite links name the web address.
+    let listeners = if cfg.roles.proxy {
+        let web_l = TcpListener::bind(cfg.web_addr)
+            .await
+            .map_err(|e| bind_error("web", cfg.web_addr, e))?;
+        let tunnel_l = TcpListener::bind(cfg.tunnel_addr)
+            .await
+            .map_err(|e| bind_error("tunnel", cfg.tunnel_addr, e))?;
+        Some((web_l, tunnel_l))
+    } else {
+        None
+    };
+    let addr_of = |l: &TcpListener| l.local_addr().map_err(|e| CliError::plain(e.to_string()));
+    let public = match (&cfg.public_addr, &listeners) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some((web_l, _))) => Some(addr_of(web_l)?.to_string()),
+        (None, None) => None,
+    };
+    let auth = if cfg.roles.auth {
+        Some(start_auth(&cfg, public.as_deref(), &metrics, stop.clone()).await?)
+    } else {
+        None
+    };
+    let mut proxy_identity = None;
+    let proxy = if let Some((web_l, tunnel_l)) = listeners {
+        let (web_addr, tunnel_addr) = (addr_of(&web_l)?, addr_of(&tunnel_l)?);
+        let public = public.unwrap_or_else(|| web_addr.to_string());
+        let principals = proxy_principals(&[tunnel_addr, web_addr], &public);
+        let id = match (&auth, &cfg.join) {
+            (Some(a), _) => {
+                let hp = HostPort {
+                    host: a.addr.ip().to_string(),
+                    port: a.addr.port(),
+                };
+                local_proxy_identity(&a.state, hp, &principals).await?
+            }
+            (None, Some(join)) => {
+                let bundle =
+                    crate::join::load_or_join(&cfg.data_dir, join, &principals, now()).await?;
+                let path = crate::join::identity_path(&cfg.data_dir);
+                let id = joined_proxy_identity(&bundle, &path, join.auth_server.clone()).await?;
+                proxy_identity = Some(path);
+                id
+            }
+            (None, None) => unreachable!("checked above"),
+        };
+        Some(start_proxy(&cfg, id, web_l, tunnel_l, &public, &metrics).await?)
+    } else {
+        None
+    };
+    let cluster_name = match (&auth, &proxy) {
+        (Some(a), _) => a.state.name.clone(),
+        (None, Some(p)) => p.cluster_name.clone(),
+        (None, None) => String::new(),
+    };
+
+    // With an Auth server: ends when it has drained after [`Running::stop`] (or failed),
+    // and the proxy's listeners stop with it. A proxy alone stops at once.
+    let (web_addr, tunnel_addr) = (
+        proxy.as_ref().map(|p| p.web_addr),
+        proxy.as_ref().map(|p| p.tunnel_addr),
+    );
+    let tasks: Vec<_> = proxy.map(|p| p.tasks).unwrap_or_default();
+    let (auth_addr, state_path, admin, auth_task) = match auth {
+        Some(a) => (Some(a.addr), a.state_path, Some(a.admin), Some(a.task)),
+        None => (None, None, None, None),
+    };
+    let stopped = stop.clone();
+    let handle = tokio::spawn(async move {
+        match auth_task {
+            Some(t) => {
+                let _ = t.await;
+            }
+            None => stopped.notified().await,
+        }
+        for t in tasks {
+            t.abort();
+        }
+    });
+    metrics.set_ready();
+    Ok((
+        Running {
+            cluster_name,
+            state_path,
+            auth_addr,
+            web_addr,
+            tunnel_addr,
+            admin,
+            proxy_identity,
+            diag_addr,
+            metrics,
+            _lock: lock,
+            stop,
+        },
+        handle,
+    ))
+}
+
+/// A running Auth server.
+struct AuthRunning {
+    state: tp_auth::bootstrap::ClusterState,
+    addr: SocketAddr,
+    state_path: Option<PathBuf>,
+    admin: AdminIdentity,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Opens the state, bootstraps, and serves the Auth server until `stop`; writes the
+/// local admin identity.
+async fn start_auth(
+    cfg: &ClusterConfig,
+    web_public_addr: Option<&str>,
+    metrics: &Arc<crate::diag::Metrics>,
+    stop: Arc<tokio::sync::Notify>,
+) -> Result<AuthRunning, CliError> {
+    let (store, state_path) = open_store(cfg).await?;
     let state = bootstrap_with(
         store.as_ref(),
         cfg.cluster_name.as_deref(),
@@ -380,40 +672,13 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         ),
         other => CliError::plain(other.to_string()),
     })?;
-    let metrics = crate::diag::Metrics::new();
-    let diag = match cfg.diag_addr {
-        Some(a) => Some(crate::diag::bind(a).await?),
-        None => None,
-    };
-    let diag_addr = diag.as_ref().and_then(|l| l.local_addr().ok());
-    if let Some(l) = diag {
-        tokio::spawn(crate::diag::serve(l, metrics.clone()));
-    }
     let auth_l = TcpListener::bind(cfg.auth_addr)
         .await
         .map_err(|e| bind_error("auth", cfg.auth_addr, e))?;
-    let web_l = TcpListener::bind(cfg.web_addr)
-        .await
-        .map_err(|e| bind_error("web", cfg.web_addr, e))?;
     let auth_addr = auth_l
         .local_addr()
         .map_err(|e| CliError::plain(e.to_string()))?;
-    let tunnel_l = TcpListener::bind(cfg.tunnel_addr)
-        .await
-        .map_err(|e| bind_error("tunnel", cfg.tunnel_addr, e))?;
-    let tunnel_addr = tunnel_l
-        .local_addr()
-        .map_err(|e| CliError::plain(e.to_string()))?;
-    let web_addr = web_l
-        .local_addr()
-        .map_err(|e| CliError::plain(e.to_string()))?;
-    let public = cfg
-        .public_addr
-        .clone()
-        .unwrap_or_else(|| web_addr.to_string());
     let ca_err = |e: ca::CaError| CliError::plain(e.to_string());
-
-    // The Auth server.
     let mut sans = vec![
         "teleport.cluster.local".to_string(),
         "*.teleport.cluster.local".to_string(),
@@ -438,8 +703,10 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
         .collect();
     let tls = listener::server_config(chain, key, cas)
         .map_err(|e| CliError::plain(format!("Auth server TLS: {e}")))?;
-    let auth =
-        AuthServer::for_cluster(&state, store, system_clock()).with_web_proxy_addr(public.clone());
+    let mut auth = AuthServer::for_cluster(&state, store, system_clock());
+    if let Some(p) = web_public_addr {
+        auth = auth.with_web_proxy_addr(p);
+    }
     // Count accepted connections on the way to the server.
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let mut accepted = listener::incoming(auth_l, Arc::new(tls));
@@ -455,13 +722,11 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
     let observed = metrics.clone();
     let observer: tp_auth::server::RpcObserver =
         Arc::new(move |path, code| observed.rpc(path, code));
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let stopped = stop.clone();
-    let auth_task = tokio::spawn(tp_auth::server::serve_until(
+    let task = tokio::spawn(tp_auth::server::serve_until(
         auth,
         tokio_stream::wrappers::ReceiverStream::new(rx),
         Some(observer),
-        async move { stopped.notified().await },
+        async move { stop.notified().await },
     ));
 
     // The local admin identity, for tpctl on this host.
@@ -490,101 +755,74 @@ pub async fn start(cfg: ClusterConfig) -> Result<(Running, tokio::task::JoinHand
     write_atomic(&admin.cert, admin_issued.cert_pem.as_bytes(), 0o600)?;
     write_atomic(&admin.ca, &host_ca_pem, 0o600)?;
     write_atomic(&admin.auth_addr, auth_addr.to_string().as_bytes(), 0o600)?;
+    Ok(AuthRunning {
+        state,
+        addr: auth_addr,
+        state_path,
+        admin,
+        task,
+    })
+}
 
-    // The Proxy: its own identity toward the Auth server, and the web port.
-    let proxy_issued = ca::issue_host(
-        &state.host_ca,
-        &format!("proxy.{}", state.name),
-        "Proxy",
-        &[],
-        now(),
-        365 * 86400,
-    )
-    .map_err(ca_err)?;
-    let proxy_client = connect(
-        &HostPort {
-            host: auth_addr.ip().to_string(),
-            port: auth_addr.port(),
-        },
-        &proxy_issued,
-        &state.host_ca,
-    )
-    .await?;
+/// A running Proxy.
+struct ProxyRunning {
+    cluster_name: String,
+    web_addr: SocketAddr,
+    tunnel_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Serves the web port and the reverse tunnel with identity `id`.
+async fn start_proxy(
+    cfg: &ClusterConfig,
+    id: ProxyIdentity,
+    web_l: TcpListener,
+    tunnel_l: TcpListener,
+    public: &str,
+    metrics: &Arc<crate::diag::Metrics>,
+) -> Result<ProxyRunning, CliError> {
+    let addr_of = |l: &TcpListener| l.local_addr().map_err(|e| CliError::plain(e.to_string()));
+    let (web_addr, tunnel_addr) = (addr_of(&web_l)?, addr_of(&tunnel_l)?);
     let mut proxy = ProxySettings::default();
     proxy.ssh.web_listen_addr = web_addr.to_string();
     proxy.ssh.tunnel_listen_addr = tunnel_addr.to_string();
     // In multiplex mode the web port routes Auth connections by ALPN (and serves the
     // tunnel too); discovery tells clients which.
     proxy.tls_routing_enabled = cfg.listener_mode == ListenerMode::Multiplex;
-    proxy.ssh.public_addr = public.clone();
+    proxy.ssh.public_addr = public.to_string();
     let web = router(
-        Arc::new(WebConfig::new(state.name.clone(), proxy)),
-        Some(proxy_client),
+        Arc::new(WebConfig::new(id.cluster_name.clone(), proxy)),
+        Some(id.client.clone()),
     );
     let web_tls = match &cfg.web_keypair {
         Some(pair) => web_tls_from_files(pair)?,
         None => {
-            let web_sans = vec!["localhost".to_string(), web_addr.ip().to_string()];
-            let (chain, key) = tls_parts(
-                &ca::issue_host(
-                    &state.host_ca,
-                    &format!("proxy.{}", state.name),
-                    "Proxy",
-                    &web_sans,
-                    now(),
-                    365 * 86400,
-                )
-                .map_err(ca_err)?,
-            )?;
+            let (chain, key) = (id.web_default.0.clone(), id.web_default.1.clone_key());
             web_server_config(chain, key).map_err(|e| CliError::plain(format!("web TLS: {e}")))?
         }
     };
-    let auth_hp = HostPort {
-        host: auth_addr.ip().to_string(),
-        port: auth_addr.port(),
-    };
-    let (tunnel, host_cert) =
-        tunnel_server(&state, &[tunnel_addr, web_addr], &public, auth_hp.clone())?;
+    let tunnel = tunnel_server(&id)?;
     // The proxy's SSH host certificate, public, for operators (`ssh-keygen -L -f`).
     private_dir(&cfg.data_dir.join("proxy"))?;
     write_atomic(
         &cfg.data_dir.join("proxy").join("ssh_host_cert.pub"),
-        format!("{host_cert}\n").as_bytes(),
+        format!("{}\n", id.host_cert_line).as_bytes(),
         0o644,
     )?;
     metrics.set_tunnel(tunnel.stats());
     let tunnel_task = tokio::spawn(tp_proxy::tunnel::serve(tunnel_l, tunnel.clone()));
-    let mut web_port = WebPort::new(state.name.clone(), web_tls, web, auth_hp).with_tunnel(tunnel);
+    let mut web_port =
+        WebPort::new(id.cluster_name.clone(), web_tls, web, id.auth.clone()).with_tunnel(tunnel);
     if cfg.listener_mode == ListenerMode::Separate {
         web_port = web_port.separate();
     }
     let web_task = tokio::spawn(web_port.serve(web_l));
-
-    // Ends when the Auth server has drained after [`Running::stop`] (or failed); the
-    // proxy's listeners stop with it.
-    let handle = tokio::spawn(async move {
-        let _ = auth_task.await;
-        web_task.abort();
-        tunnel_task.abort();
-    });
-    Ok((
-        Running {
-            cluster_name: state.name.clone(),
-            state_path,
-            auth_addr,
-            web_addr,
-            tunnel_addr,
-            admin,
-            diag_addr,
-            metrics: {
-                metrics.set_ready();
-                metrics
-            },
-            _lock: lock,
-            stop,
-        },
-        handle,
-    ))
+    Ok(ProxyRunning {
+        cluster_name: id.cluster_name,
+        web_addr,
+        tunnel_addr,
+        tasks: vec![web_task, tunnel_task],
+    })
 }
 
 /// Connects to an Auth server as `issued`, trusting `host_ca`.

@@ -6,6 +6,10 @@
 //! teleport:
 //!   data_dir: /var/lib/tp
 //!   diag_addr: 127.0.0.1:3000
+//!   # A proxy started alone (auth_service.enabled: no) joins through these:
+//!   # auth_server: auth.example.com:3025
+//!   # auth_token: /var/lib/tp/join-token      # a file, never the token itself
+//!   # ca_pin: sha256:...
 //!   log:
 //!     severity: INFO          # DEBUG, INFO, WARN, ERROR
 //!     format:
@@ -29,8 +33,9 @@
 //!
 //! Flags given on the command line win over the file. A field `tpd` does not know is an
 //! error naming it (silently ignoring a setting would run something other than what the
-//! file says), as is a service turned off: `tpd` runs the Auth server and the Proxy
-//! together.
+//! file says). `enabled: no` turns a service off (Teleport's `--roles`); turning both
+//! off is an error. `teleport.join_params` (`token_name` a file, `method: token`) is read
+//! as `auth_token` is.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +73,14 @@ pub struct FileSettings {
     pub public_addr: Option<String>,
     /// `proxy_service.https_keypairs` (one pair).
     pub web_keypair: Option<crate::cluster::WebKeyPair>,
+    /// `auth_service.enabled` and `proxy_service.enabled`, when either is set.
+    pub roles: Option<crate::cluster::Roles>,
+    /// `teleport.auth_server` (or the first of `teleport.auth_servers`).
+    pub auth_server: Option<String>,
+    /// `teleport.auth_token` or `teleport.join_params.token_name`: the token's file.
+    pub token_file: Option<PathBuf>,
+    /// `teleport.ca_pin` (one or a list).
+    pub ca_pins: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +98,18 @@ struct Teleport {
     data_dir: Option<PathBuf>,
     diag_addr: Option<String>,
     log: Option<Log>,
+    auth_server: Option<String>,
+    auth_servers: Option<Vec<String>>,
+    auth_token: Option<PathBuf>,
+    join_params: Option<JoinParams>,
+    ca_pin: Option<OneOrMany>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JoinParams {
+    token_name: Option<PathBuf>,
+    method: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,31 +216,56 @@ pub fn parse(text: &str, origin: &str) -> Result<FileSettings, CliError> {
         })
         .transpose()
     };
-    let enabled = |field: &str, v: Option<YesNo>| -> Result<(), CliError> {
-        let on = match v {
-            None => true,
-            Some(YesNo::Bool(b)) => b,
+    let enabled = |field: &str, v: Option<YesNo>| -> Result<Option<bool>, CliError> {
+        Ok(match v {
+            None => None,
+            Some(YesNo::Bool(b)) => Some(b),
             Some(YesNo::Word(w)) => match w.to_ascii_lowercase().as_str() {
-                "yes" | "true" | "on" => true,
-                "no" | "false" | "off" => false,
+                "yes" | "true" | "on" => Some(true),
+                "no" | "false" | "off" => Some(false),
                 _ => return Err(bad(field, format!("expected yes or no, got {w:?}"))),
             },
-        };
-        if on {
-            Ok(())
-        } else {
-            Err(bad(
-                field,
-                "tpd runs the Auth server and the Proxy together; turning one off is not supported"
-                    .into(),
-            ))
-        }
+        })
     };
 
     let mut s = FileSettings::default();
     let teleport = file.teleport.unwrap_or_default();
     s.data_dir = teleport.data_dir;
     s.diag_addr = addr("teleport.diag_addr", teleport.diag_addr)?;
+    s.auth_server = match (teleport.auth_server, teleport.auth_servers) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "teleport.auth_servers",
+                "give auth_server or auth_servers, not both".into(),
+            ));
+        }
+        (Some(a), None) => Some(a),
+        (None, Some(v)) => v.into_iter().next(),
+        (None, None) => None,
+    };
+    let join = teleport.join_params.unwrap_or_default();
+    if let Some(m) = join.method.as_deref()
+        && m != "token"
+    {
+        return Err(bad(
+            "teleport.join_params.method",
+            format!("tpd joins with the token method only, got {m:?}"),
+        ));
+    }
+    s.token_file = match (teleport.auth_token, join.token_name) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "teleport.join_params.token_name",
+                "give auth_token or join_params, not both".into(),
+            ));
+        }
+        (a, b) => a.or(b),
+    };
+    s.ca_pins = match teleport.ca_pin {
+        None => vec![],
+        Some(OneOrMany::One(p)) => vec![p],
+        Some(OneOrMany::Many(v)) => v,
+    };
     let log = teleport.log.unwrap_or_default();
     if let Some(o) = log.output.as_deref()
         && o != "stderr"
@@ -252,7 +302,7 @@ pub fn parse(text: &str, origin: &str) -> Result<FileSettings, CliError> {
         .transpose()?;
 
     let auth = file.auth_service.unwrap_or_default();
-    enabled("auth_service.enabled", auth.enabled)?;
+    let auth_on = enabled("auth_service.enabled", auth.enabled)?;
     s.auth_addr = addr("auth_service.listen_addr", auth.listen_addr)?;
     s.cluster_name = auth.cluster_name;
     s.listener_mode = auth
@@ -280,7 +330,20 @@ pub fn parse(text: &str, origin: &str) -> Result<FileSettings, CliError> {
         .transpose()?;
 
     let proxy = file.proxy_service.unwrap_or_default();
-    enabled("proxy_service.enabled", proxy.enabled)?;
+    let proxy_on = enabled("proxy_service.enabled", proxy.enabled)?;
+    if auth_on.is_some() || proxy_on.is_some() {
+        let roles = crate::cluster::Roles {
+            auth: auth_on.unwrap_or(true),
+            proxy: proxy_on.unwrap_or(true),
+        };
+        if !roles.auth && !roles.proxy {
+            return Err(bad(
+                "auth_service.enabled, proxy_service.enabled",
+                "both services are off; nothing would run".into(),
+            ));
+        }
+        s.roles = Some(roles);
+    }
     s.web_addr = addr("proxy_service.web_listen_addr", proxy.web_listen_addr)?;
     s.tunnel_addr = addr("proxy_service.tunnel_listen_addr", proxy.tunnel_listen_addr)?;
     s.public_addr = match proxy.public_addr {
@@ -334,7 +397,27 @@ mod tests {
                 key: "/etc/tp/web.key".into(),
             })
         );
+        assert_eq!(s.roles, Some(crate::cluster::Roles::default()));
         assert_eq!(parse("", "empty.yaml").unwrap(), FileSettings::default());
+    }
+
+    #[test]
+    fn a_standalone_proxy_file_reads_its_join_settings() {
+        let s = parse(
+            "teleport:\n  auth_servers: [10.0.0.5:3025]\n  join_params:\n    token_name: /var/lib/tp/token\n    method: token\n  ca_pin: sha256:abcd\nauth_service:\n  enabled: no\n",
+            "tp.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            s.roles,
+            Some(crate::cluster::Roles {
+                auth: false,
+                proxy: true
+            })
+        );
+        assert_eq!(s.auth_server.as_deref(), Some("10.0.0.5:3025"));
+        assert_eq!(s.token_file, Some(PathBuf::from("/var/lib/tp/token")));
+        assert_eq!(s.ca_pins, ["sha256:abcd"]);
     }
 
     #[test]
@@ -346,8 +429,12 @@ mod tests {
             ),
             ("ssh_service:\n  enabled: yes\n", "ssh_service"),
             (
-                "auth_service:\n  enabled: no\n",
-                "tp.yaml: auth_service.enabled: tpd runs the Auth server and the Proxy together",
+                "auth_service:\n  enabled: no\nproxy_service:\n  enabled: false\n",
+                "tp.yaml: auth_service.enabled, proxy_service.enabled: both services are off",
+            ),
+            (
+                "teleport:\n  join_params:\n    token_name: /t\n    method: iam\n",
+                "teleport.join_params.method: tpd joins with the token method only",
             ),
             (
                 "proxy_service:\n  enabled: maybe\n",

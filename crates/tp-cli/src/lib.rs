@@ -25,6 +25,7 @@
 pub mod cluster;
 pub mod config;
 pub mod diag;
+pub mod join;
 pub mod paths;
 
 use std::fmt;

@@ -130,6 +130,9 @@ fn tpd_in(dir: DataDir, extra: &[&str]) -> Tpd {
         if let Some(rest) = line.trim().strip_prefix("diag:  http://") {
             diag = rest.split_whitespace().next().unwrap().to_string();
         }
+        if line.contains("proxy identity:") {
+            break;
+        }
         if line.contains("state:") {
             assert!(
                 line.contains(&dir.path().join("backend/sqlite.db").display().to_string())
@@ -139,7 +142,8 @@ fn tpd_in(dir: DataDir, extra: &[&str]) -> Tpd {
             break;
         }
     }
-    assert!(!web.is_empty(), "tpd printed its web address");
+    let auth_only = extra.windows(2).any(|w| w == ["--roles", "auth"]);
+    assert!(auth_only || !web.is_empty(), "tpd printed its web address");
     let rest =
         std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
     Tpd {
@@ -214,7 +218,20 @@ fn tpctl(t: &Tpd, args: &[&str]) -> (bool, String, String) {
 
 /// One HTTPS request to the proxy's web port, trusting the cluster's host CA.
 async fn https(t: &Tpd, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
-    let ca = std::fs::read(t.dir.path().join("admin/ca.pem")).unwrap();
+    let ca = t.dir.path().join("admin/ca.pem");
+    https_at(&t.web, &ca, method, path, content_type, body).await
+}
+
+/// One HTTPS request to the web port at `web`, trusting the CA in the PEM file `ca`.
+async fn https_at(
+    web: &str,
+    ca: &std::path::Path,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let ca = std::fs::read(ca).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(&ca).unwrap())
@@ -226,15 +243,14 @@ async fn https(t: &Tpd, method: &str, path: &str, content_type: &str, body: &str
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let tcp = TcpStream::connect(&t.web).await.unwrap();
-    let ip = t.web.rsplit_once(':').unwrap().0.to_string();
+    let tcp = TcpStream::connect(web).await.unwrap();
+    let ip = web.rsplit_once(':').unwrap().0.to_string();
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from(ip).unwrap(), tcp)
         .await
         .unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        t.web,
+        "{method} {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     tls.write_all(req.as_bytes()).await.unwrap();
@@ -1762,4 +1778,218 @@ fn tpsh_login(t: &Tpd, user: &str, password: &str) -> (std::path::PathBuf, Strin
     );
     assert!(ok, "{err}");
     (home, out)
+}
+
+/// `tpd start --roles proxy ...` with `args`, expected to fail; returns what it printed
+/// on standard error.
+fn tpd_fails(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args(["start", "--roles", "proxy", "--data-dir"])
+        .arg(dir)
+        .args(["--web-addr", "127.0.0.1:0", "--tunnel-addr", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "tpd {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A proxy started alone: `tpctl tokens add --type=proxy` prints the join command with
+/// the CA pin; the proxy joins with the token read from a file (a token on the command
+/// line, a wrong token and a wrong pin are refused with clear errors); clients reach the
+/// Auth server through it by TLS routing and the tunnel, the invite and password login
+/// work through it, and a restart reuses its identity without the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_started_alone_joins_with_a_token_file() {
+    let auth = tpd_in(
+        tempfile::tempdir().unwrap().into(),
+        &[
+            "--cluster-name",
+            "example.com",
+            "--in-memory",
+            "--roles",
+            "auth",
+        ],
+    );
+    assert!(
+        auth.web.is_empty() && auth.tunnel.is_empty(),
+        "no proxy here"
+    );
+    let auth_addr = auth.auth_addr().to_string();
+    let (ok, out, err) = tpctl(&auth, &["tokens", "add", "--type=proxy"]);
+    assert!(ok, "{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("The invite token: "))
+        .unwrap()
+        .to_string();
+    let pin = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--ca-pin="))
+        .unwrap()
+        .trim_end_matches(" \\")
+        .to_string();
+    assert!(
+        out.contains(&format!("--auth-server={auth_addr}")) && out.contains("--roles=proxy"),
+        "{out}"
+    );
+    let (ok, out, _) = tpctl(&auth, &["tokens", "ls"]);
+    assert!(
+        ok && out.contains("Proxy"),
+        "stored as Teleport spells it: {out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("join-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let proxy_dir = dir.path().join("proxy-data");
+
+    // The token itself given to --token: refused, saying why files are asked for.
+    let e = tpd_fails(
+        &proxy_dir,
+        &[
+            "--auth-server",
+            &auth_addr,
+            "--token",
+            &token,
+            "--ca-pin",
+            &pin,
+        ],
+    );
+    assert!(e.contains("cannot read the join token file"), "{e}");
+    assert!(e.contains("never from the command line"), "{e}");
+    // A wrong token, and a pin of another cluster.
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "0123456789abcdef\n").unwrap();
+    let e = tpd_fails(
+        &proxy_dir,
+        &[
+            "--auth-server",
+            &auth_addr,
+            "--token",
+            wrong.to_str().unwrap(),
+            "--ca-pin",
+            &pin,
+        ],
+    );
+    assert!(e.contains("the join token is not valid"), "{e}");
+    let other_pin = format!("sha256:{}", "ab".repeat(32));
+    let e = tpd_fails(
+        &proxy_dir,
+        &[
+            "--auth-server",
+            &auth_addr,
+            "--token",
+            token_file.to_str().unwrap(),
+            "--ca-pin",
+            &other_pin,
+        ],
+    );
+    assert!(e.contains("matches none of the CA pins"), "{e}");
+    // Without a token and never joined: says how to join.
+    let e = tpd_fails(&proxy_dir, &["--auth-server", &auth_addr]);
+    assert!(e.contains("has not joined a cluster yet"), "{e}");
+    assert!(!proxy_dir.join("proxy/identity").exists());
+
+    let proxy_args = [
+        "--roles",
+        "proxy",
+        "--auth-server",
+        auth_addr.as_str(),
+        "--token",
+        token_file.to_str().unwrap(),
+        "--ca-pin",
+        pin.as_str(),
+    ];
+    let proxy = tpd_in(
+        DataDir {
+            path: proxy_dir.clone(),
+            _tmp: None,
+        },
+        &proxy_args,
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let identity = proxy_dir.join("proxy/identity");
+    assert_eq!(
+        std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bundle =
+        tp_creds::IdentityBundle::parse(&std::fs::read_to_string(&identity).unwrap(), "identity")
+            .unwrap();
+    let der = CertificateDer::from_pem_slice(bundle.tls_cert.unwrap().as_bytes()).unwrap();
+    let id = tp_creds::TlsIdentity::from_certificate_der(&der, "proxy cert").unwrap();
+    assert_eq!(id.groups, ["Proxy"]);
+    assert_eq!(id.teleport_cluster, "example.com");
+    let ssh = tp_creds::cert::parse_ssh_cert(bundle.ssh_cert.as_deref().unwrap(), "ssh").unwrap();
+    assert_eq!(ssh.cert_type(), ssh_key::certificate::CertType::Host);
+    assert!(ssh.valid_principals().iter().any(|p| p == "127.0.0.1"));
+
+    // Clients reach the Auth server through the joined proxy.
+    add_user(&auth, "bob", "editor");
+    let id_path = dir.path().join("bob.pem");
+    auth_sign(&auth, "bob", "file", &id_path);
+    let creds = tp_creds::IdentityFile::from_path(&id_path);
+    let material = tp_creds::Credentials::load(&creds).unwrap();
+    for mode in ["tls-routing", "tunnel", "discovery"] {
+        let target = target_for(mode, &material, &proxy).unwrap();
+        let client = tp_client::Client::connect(tp_client::Config::new().target(target))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(client.get_role("editor").await.is_ok(), "{mode}");
+    }
+    go_clientcheck(
+        &proxy.web,
+        ["-i", id_path.to_str().unwrap(), "-"],
+        "ping",
+        true,
+    );
+    go_clientcheck(
+        &proxy.tunnel,
+        ["-i", id_path.to_str().unwrap(), "-"],
+        "ping",
+        true,
+    );
+
+    // The invite and a password login, through the joined proxy's own Auth client.
+    let (ok, out, err) = tpctl(&auth, &["users", "add", "carol", "--roles=access"]);
+    assert!(ok, "{err}");
+    let url = out.lines().find(|l| l.starts_with("https://")).unwrap();
+    let path = format!("/web/invite/{}", url.rsplit_once('/').unwrap().1);
+    let ca = auth.dir.path().join("admin/ca.pem");
+    let (status, body) = https_at(
+        &proxy.web,
+        &ca,
+        "POST",
+        &path,
+        "application/x-www-form-urlencoded",
+        "password=correct%20horse&confirm=correct%20horse",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let home = dir.path().join("tsh");
+    let (ok, _, err) = tpsh(
+        &home,
+        &[
+            "login",
+            "--proxy",
+            &proxy.web,
+            "--user",
+            "carol",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        "correct horse\n",
+    );
+    assert!(ok, "login through the joined proxy: {err}");
+
+    // A restart needs no token: the stored identity is used.
+    let (dir_back, _) = proxy.stop();
+    std::fs::remove_file(&token_file).unwrap();
+    let proxy = tpd_in(dir_back, &proxy_args[..4]);
+    let target = target_for("tls-routing", &material, &proxy).unwrap();
+    let client = tp_client::Client::connect(tp_client::Config::new().target(target))
+        .await
+        .unwrap();
+    assert_eq!(client.ping().await.unwrap().cluster_name, "example.com");
 }

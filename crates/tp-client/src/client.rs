@@ -934,7 +934,7 @@ fn backoff(attempt: u32) -> Duration {
 
 /// Turns tonic's connect error into ours, keeping the racer's list of attempts when
 /// that is what failed.
-fn connect_error(e: tonic::transport::Error) -> Error {
+pub(crate) fn connect_error(e: tonic::transport::Error) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     while let Some(s) = source {
         if let Some(race) =

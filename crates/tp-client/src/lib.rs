@@ -36,6 +36,7 @@
 
 mod client;
 mod error;
+pub mod join;
 
 pub use client::{Client, Config, DEFAULT_READ_RETRIES, UserTokenType, WATCH_RESUME_WINDOW};
 pub use error::{Error, ErrorKind};

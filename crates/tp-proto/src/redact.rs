@@ -9,7 +9,9 @@ use std::fmt;
 
 use crate::proto::ChangeUserAuthenticationRequest;
 use crate::tp::login::v1::AuthenticateSshUserRequest;
-use crate::types::{JwtKeyPair, LocalAuthSecrets, SshKeyPair, TlsKeyPair, TotpDevice};
+use crate::types::{
+    JwtKeyPair, LocalAuthSecrets, RegisterUsingTokenRequest, SshKeyPair, TlsKeyPair, TotpDevice,
+};
 
 /// A stand-in that prints whether a secret is present, never its value.
 struct Secret(bool);
@@ -102,6 +104,30 @@ impl fmt::Debug for ChangeUserAuthenticationRequest {
     }
 }
 
+impl fmt::Debug for RegisterUsingTokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterUsingTokenRequest")
+            .field("host_id", &self.host_id)
+            .field("node_name", &self.node_name)
+            .field("role", &self.role)
+            .field("token", &Secret::of(self.token.as_bytes()))
+            .field("additional_principals", &self.additional_principals)
+            .field("dns_names", &self.dns_names)
+            .field("public_tls_key", &Public(&self.public_tls_key))
+            .field("public_ssh_key", &Public(&self.public_ssh_key))
+            .field("remote_addr", &self.remote_addr)
+            .field(
+                "ec2_identity_document",
+                &Secret::of(&self.ec2_identity_document),
+            )
+            .field("id_token", &Secret::of(self.id_token.as_bytes()))
+            .field("expires", &self.expires)
+            .field("bot_instance_id", &self.bot_instance_id)
+            .field("bot_generation", &self.bot_generation)
+            .finish()
+    }
+}
+
 impl fmt::Debug for AuthenticateSshUserRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthenticateSshUserRequest")
@@ -178,6 +204,16 @@ mod tests {
         let out = format!("{login:?}");
         assert!(!out.contains("hunter2") && !out.contains("123456"), "{out}");
         assert!(out.contains("alice"), "{out}");
+
+        let join = RegisterUsingTokenRequest {
+            host_id: "host-uuid".into(),
+            role: "Proxy".into(),
+            token: "join-secret-0123".into(),
+            ..Default::default()
+        };
+        let out = format!("{join:?}");
+        assert!(!out.contains("join-secret-0123"), "{out}");
+        assert!(out.contains("host-uuid") && out.contains("Proxy"), "{out}");
     }
 
     #[test]

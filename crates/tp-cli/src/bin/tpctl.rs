@@ -276,6 +276,19 @@ async fn client(cli: &Cli) -> Result<Client, CliError> {
     connect_with(&addr, &cert, &key, &roots).await
 }
 
+/// The Auth server's address as tpctl knows it: `--auth-server`, else the one the local
+/// tpd wrote.
+fn auth_address(cli: &Cli) -> Option<String> {
+    if let Some(a) = &cli.auth_server {
+        return Some(a.clone());
+    }
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::read_to_string(AdminIdentity::in_dir(&data_dir).auth_addr)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 fn api(e: tp_client::Error) -> CliError {
     let hint = match e.kind() {
         ErrorKind::AccessDenied => "the identity in use is not allowed to do this",
@@ -604,7 +617,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => auth_export(&c, kind.as_deref()).await,
         Command::Tokens { command } => match command {
             TokensCommand::Add { roles, ttl, value } => {
-                tokens_add(&c, roles, ttl, value.as_deref()).await
+                tokens_add(&c, roles, ttl, value.as_deref(), auth_address(&cli)).await
             }
             TokensCommand::Ls => tokens_ls(&c).await,
             TokensCommand::Rm { token } => {
@@ -672,8 +685,24 @@ async fn tokens_add(
     roles: &[String],
     ttl: &str,
     value: Option<&str>,
+    auth_server: Option<String>,
 ) -> Result<(), CliError> {
     let ttl_ns = parse_ttl(ttl)?;
+    // Stored as Teleport spells system roles (`Proxy`, `Node`, ...).
+    let roles = roles
+        .iter()
+        .map(|r| {
+            tp_auth::service::canonical_role(r.trim())
+                .filter(|c| *c != "Auth")
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    CliError::new(
+                        format!("--type {r:?}: not a role a host can join as"),
+                        "expected proxy, node, app, db, kube, windowsdesktop or discovery",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let name = match value {
         Some(v) => v.to_string(),
         None => {
@@ -696,7 +725,8 @@ async fn tokens_add(
             ..Default::default()
         }),
         spec: Some(tp_proto::types::ProvisionTokenSpecV2 {
-            roles: roles.to_vec(),
+            roles: roles.clone(),
+            join_method: "token".into(),
             ..Default::default()
         }),
         ..Default::default()
@@ -706,7 +736,41 @@ async fn tokens_add(
         "The invite token: {name}\nThis token will expire in {}.",
         short_duration(ttl_ns / 1_000_000_000)
     );
+    if roles.iter().any(|r| r == "Proxy") {
+        let pins = ca_pins(c, "host").await?;
+        let auth = auth_server.unwrap_or_else(|| "<auth server>:3025".into());
+        tp_cli::outln!(
+            "\nWrite the token to a file only tpd's user can read, then run this on the new \
+             proxy's host to join the cluster:\n\n> tpd start \\\n   --roles=proxy \\\n   \
+             --token=/path/to/token-file \\"
+        );
+        for p in &pins {
+            tp_cli::outln!("   --ca-pin={p} \\");
+        }
+        tp_cli::outln!("   --auth-server={auth}");
+    }
     Ok(())
+}
+
+/// The pins (`sha256:<hex>` of the public key) of the active TLS certificates of the
+/// cluster's CAs of `kind`.
+async fn ca_pins(c: &Client, kind: &str) -> Result<Vec<String>, CliError> {
+    let mut pins = Vec::new();
+    for ca in c.get_cert_authorities(kind, false).await.map_err(api)? {
+        let Some(keys) = ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) else {
+            continue;
+        };
+        for tls in &keys.tls {
+            let text = String::from_utf8_lossy(&tls.cert);
+            for block in tp_creds::pem::parse_all(&text, "CA").unwrap_or_default() {
+                pins.push(
+                    tp_creds::cert::ca_pin(&block.der, "CA")
+                        .map_err(|e| CliError::plain(e.to_string()))?,
+                );
+            }
+        }
+    }
+    Ok(pins)
 }
 
 async fn tokens_ls(c: &Client) -> Result<(), CliError> {
@@ -862,19 +926,13 @@ async fn status(c: &Client) -> Result<(), CliError> {
     tp_cli::outln!("Cluster:      {}", p.cluster_name);
     tp_cli::outln!("Version:      {}", p.server_version);
     for kind in ["host", "user"] {
-        let cas = c.get_cert_authorities(kind, false).await.map_err(api)?;
-        for ca in cas {
+        for pin in ca_pins(c, kind).await? {
+            tp_cli::outln!("{:<13} TLS {pin}", format!("{kind} CA:"));
+        }
+        for ca in c.get_cert_authorities(kind, false).await.map_err(api)? {
             let Some(keys) = ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) else {
                 continue;
             };
-            for tls in &keys.tls {
-                let text = String::from_utf8_lossy(&tls.cert);
-                for block in tp_creds::pem::parse_all(&text, "CA").unwrap_or_default() {
-                    let pin = tp_creds::cert::ca_pin(&block.der, "CA")
-                        .map_err(|e| CliError::plain(e.to_string()))?;
-                    tp_cli::outln!("{:<13} TLS {pin}", format!("{kind} CA:"));
-                }
-            }
             for ssh in &keys.ssh {
                 if let Ok(k) = ssh_key::PublicKey::from_openssh(
                     String::from_utf8_lossy(&ssh.public_key).trim(),

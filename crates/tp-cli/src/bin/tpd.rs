@@ -1,4 +1,5 @@
-//! `tpd`: runs a tp cluster (the Auth server and the Proxy in one process).
+//! `tpd`: runs a tp cluster: the Auth server and the Proxy in one process, or either
+//! alone (`--roles`); a proxy alone joins the Auth server with a token file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,20 @@ enum Command {
         /// The private key of --web-cert (PEM, unencrypted).
         #[arg(long, value_name = "FILE", requires = "web_cert")]
         web_key: Option<PathBuf>,
+        /// The services to run, comma-separated: auth, proxy [default: auth,proxy].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        roles: Option<Vec<Role>>,
+        /// The Auth server a proxy started alone (--roles proxy) joins and talks to.
+        #[arg(long, value_name = "HOST:PORT")]
+        auth_server: Option<String>,
+        /// A file holding the join token from `tpctl tokens add --type=proxy` (read on
+        /// first start; never the token itself, which shell history and ps would show).
+        #[arg(long, value_name = "FILE")]
+        token: Option<PathBuf>,
+        /// The Auth server's CA pin (sha256:..., as `tpctl tokens add` prints it); may
+        /// repeat. Without one the Auth server is not verified when joining.
+        #[arg(long = "ca-pin", value_name = "PIN", value_delimiter = ',')]
+        ca_pins: Vec<String>,
         /// Log lines on standard error as text or JSON (one object per line). The level
         /// filter is TP_LOG (tracing's EnvFilter syntax), else the config file's
         /// teleport.log.severity, else `info` [default: text].
@@ -94,6 +109,15 @@ enum Command {
 
 /// How long calls in flight may take to finish once tpd is asked to stop.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A service `tpd` runs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// The Auth server.
+    Auth,
+    /// The Proxy.
+    Proxy,
+}
 
 /// How `tpd` writes its log lines.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -150,6 +174,10 @@ async fn main() -> ExitCode {
         config,
         web_cert,
         web_key,
+        roles,
+        auth_server,
+        token,
+        ca_pins,
     } = command
     else {
         return ExitCode::SUCCESS;
@@ -184,6 +212,24 @@ async fn main() -> ExitCode {
         tracing::warn!("tpd runs as root; run it as an unprivileged user (see docs/production.md)");
     }
     let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    let roles = match roles {
+        Some(list) => tp_cli::cluster::Roles {
+            auth: list.contains(&Role::Auth),
+            proxy: list.contains(&Role::Proxy),
+        },
+        None => file.roles.unwrap_or_default(),
+    };
+    let auth_server = auth_server.or(file.auth_server);
+    let token = token.or(file.token_file);
+    let ca_pins = if ca_pins.is_empty() {
+        file.ca_pins
+    } else {
+        ca_pins
+    };
+    let join = match join_settings(roles, auth_server, token, ca_pins) {
+        Ok(j) => j,
+        Err(e) => return report(&e),
+    };
     let cfg = ClusterConfig {
         data_dir: data_dir.clone(),
         cluster_name,
@@ -200,6 +246,8 @@ async fn main() -> ExitCode {
         listener_mode,
         signature_algorithm_suite,
         web_keypair,
+        roles,
+        join,
     };
     // Signals are watched before anything says the cluster is up, so a SIGTERM sent as
     // soon as tpd reports ready (a service manager, a test) still stops it cleanly.
@@ -219,38 +267,46 @@ async fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return report(&e),
     };
+    let shown = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     tracing::info!(
         cluster = %running.cluster_name,
-        auth = %running.auth_addr,
-        web = %running.web_addr,
-        tunnel = %running.tunnel_addr,
+        auth = %shown(running.auth_addr),
+        web = %shown(running.web_addr),
+        tunnel = %shown(running.tunnel_addr),
         "tpd started"
     );
     tp_cli::outln!("tpd: cluster {:?} is running", running.cluster_name);
-    tp_cli::outln!("  auth:  {} (gRPC, mutual TLS)", running.auth_addr);
-    tp_cli::outln!(
-        "  proxy: https://{} (discovery, login, invite pages)",
-        running.web_addr
-    );
-    tp_cli::outln!(
-        "  admin identity: {} (for tpctl on this host)",
-        running
-            .admin
-            .cert
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    );
-    tp_cli::outln!(
-        "  tunnel: {} (SSH reverse tunnel to the Auth server)",
-        running.tunnel_addr
-    );
+    if let Some(a) = running.auth_addr {
+        tp_cli::outln!("  auth:  {a} (gRPC, mutual TLS)");
+    }
+    if let Some(w) = running.web_addr {
+        tp_cli::outln!("  proxy: https://{w} (discovery, login, invite pages)");
+    }
+    if let Some(admin) = &running.admin {
+        tp_cli::outln!(
+            "  admin identity: {} (for tpctl on this host)",
+            admin
+                .cert
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    if let Some(t) = running.tunnel_addr {
+        tp_cli::outln!("  tunnel: {t} (SSH reverse tunnel to the Auth server)");
+    }
     if let Some(d) = running.diag_addr {
         tp_cli::outln!("  diag:  http://{d} (/healthz, /readyz, /metrics)");
     }
-    match &running.state_path {
-        Some(p) => tp_cli::outln!("  state: {} (SQLite; a restart reuses it)", p.display()),
-        None => tp_cli::outln!("  state: in memory (--in-memory: a restart starts a new cluster)"),
+    match (&running.state_path, &running.proxy_identity) {
+        (Some(p), _) => tp_cli::outln!("  state: {} (SQLite; a restart reuses it)", p.display()),
+        (None, Some(p)) => tp_cli::outln!(
+            "  proxy identity: {} (joined; a restart reuses it)",
+            p.display()
+        ),
+        (None, None) => {
+            tp_cli::outln!("  state: in memory (--in-memory: a restart starts a new cluster)")
+        }
     }
     let (why, ended) = tokio::select! {
         _ = int.recv() => ("SIGINT", false),
@@ -270,6 +326,53 @@ async fn main() -> ExitCode {
     }
     tp_cli::outln!("tpd: stopped");
     ExitCode::SUCCESS
+}
+
+/// Checks the join flags against the roles: they belong to a proxy started alone.
+fn join_settings(
+    roles: tp_cli::cluster::Roles,
+    auth_server: Option<String>,
+    token: Option<PathBuf>,
+    ca_pins: Vec<String>,
+) -> Result<Option<tp_cli::join::JoinSettings>, tp_cli::CliError> {
+    use tp_cli::CliError;
+    if roles.auth {
+        if auth_server.is_some() || token.is_some() || !ca_pins.is_empty() {
+            return Err(CliError::new(
+                "--auth-server, --token and --ca-pin are for a proxy started alone",
+                "pass --roles proxy to run a proxy that joins another tpd's Auth server",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(addr) = auth_server else {
+        return Err(CliError::new(
+            "--roles proxy needs --auth-server: the Auth server to join",
+            "pass --auth-server HOST:PORT (and --token FILE on first start)",
+        ));
+    };
+    let auth_server =
+        tp_transport::addr::parse_host_port(&addr, tp_transport::addr::PortRule::Default(3025))
+            .map_err(|e| {
+                CliError::new(
+                    format!("--auth-server {addr:?}: {e}"),
+                    "expected HOST:PORT, for example 10.0.0.5:3025",
+                )
+            })?;
+    for p in &ca_pins {
+        let hex = p.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CliError::new(
+                format!("--ca-pin {p:?}: expected sha256: and 64 hex digits"),
+                "copy the pin `tpctl tokens add` or `tpctl status` prints",
+            ));
+        }
+    }
+    Ok(Some(tp_cli::join::JoinSettings {
+        auth_server,
+        token_file: token,
+        ca_pins,
+    }))
 }
 
 /// The effective user id, from `/proc/self/status` (the second field of `Uid:`).

@@ -109,6 +109,10 @@ impl crate::GoDefaults for crate::proto::Features {
     }
 }
 
+impl crate::GoDefaults for crate::proto::GetClusterCaCertResponse {
+    fn fill_go_defaults(&mut self) {}
+}
+
 impl crate::GoDefaults for crate::proto::GetResetPasswordTokenRequest {
     fn fill_go_defaults(&mut self) {}
 }
@@ -810,6 +814,10 @@ impl crate::GoDefaults for crate::types::RecordSession {
             v.fill_go_defaults();
         }
     }
+}
+
+impl crate::GoDefaults for crate::types::RegisterUsingTokenRequest {
+    fn fill_go_defaults(&mut self) {}
 }
 
 impl crate::GoDefaults for crate::types::RequestKubernetesResource {

@@ -2746,6 +2746,108 @@ pub struct WatchStatusSpecV1 {
     )]
     pub kinds: ::prost::alloc::vec::Vec<WatchKind>,
 }
+/// A joining host's request for host certificates (join method `token`).
+#[derive(::serde::Serialize, ::serde::Deserialize)]
+#[serde(default)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct RegisterUsingTokenRequest {
+    /// The host's unique ID (a UUID); the certificates name the host by it.
+    #[prost(string, tag = "1")]
+    #[serde(
+        rename = "hostID",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub host_id: ::prost::alloc::string::String,
+    /// A human-friendly host name, added as a principal.
+    #[prost(string, tag = "2")]
+    #[serde(
+        rename = "node_name",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub node_name: ::prost::alloc::string::String,
+    /// The system role asked for (`Proxy`, `Node`, ...); the token must allow it.
+    #[prost(string, tag = "3")]
+    #[serde(rename = "role", skip_serializing_if = "crate::serde_util::is_default")]
+    pub role: ::prost::alloc::string::String,
+    /// The provision token's name (its secret).
+    #[prost(string, tag = "4")]
+    #[serde(
+        rename = "token",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub token: ::prost::alloc::string::String,
+    /// More SSH principals and X.509 names for the host.
+    #[prost(string, repeated, tag = "5")]
+    #[serde(
+        rename = "additional_principals",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub additional_principals: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// More X.509 DNS names.
+    #[prost(string, repeated, tag = "6")]
+    #[serde(
+        rename = "dns_names",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub dns_names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The TLS public key to certify: PEM (PKIX).
+    #[prost(bytes = "vec", tag = "7")]
+    #[serde(
+        rename = "public_tls_key",
+        skip_serializing_if = "crate::serde_util::is_default",
+        with = "crate::serde_util::base64"
+    )]
+    pub public_tls_key: ::prost::alloc::vec::Vec<u8>,
+    /// The SSH public key to certify, authorized_keys format.
+    #[prost(bytes = "vec", tag = "8")]
+    #[serde(
+        rename = "public_ssh_key",
+        skip_serializing_if = "crate::serde_util::is_default",
+        with = "crate::serde_util::base64"
+    )]
+    pub public_ssh_key: ::prost::alloc::vec::Vec<u8>,
+    /// Set by a proxy relaying the request: the host's address.
+    #[prost(string, tag = "9")]
+    #[serde(
+        rename = "remote_addr",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub remote_addr: ::prost::alloc::string::String,
+    /// Cloud join methods' proofs; tp serves the `token` method only.
+    #[prost(bytes = "vec", tag = "10")]
+    #[serde(
+        rename = "ec2_id",
+        skip_serializing_if = "crate::serde_util::is_default",
+        with = "crate::serde_util::base64"
+    )]
+    pub ec2_identity_document: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "11")]
+    #[serde(
+        rename = "id_token",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub id_token: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "12")]
+    #[serde(
+        rename = "expires",
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_util::timestamp"
+    )]
+    pub expires: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(string, tag = "13")]
+    #[serde(
+        rename = "bot_instance_id",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub bot_instance_id: ::prost::alloc::string::String,
+    #[prost(int32, tag = "14")]
+    #[serde(
+        rename = "bot_generation",
+        skip_serializing_if = "crate::serde_util::is_default"
+    )]
+    pub bot_generation: i32,
+}
 #[derive(
     ::serde::Serialize,
     ::serde::Deserialize,

@@ -1,0 +1,239 @@
+//! Joining: `proto.JoinService/RegisterUsingToken` and `proto.AuthService/GetClusterCACert`,
+//! the two calls open to a caller without a client certificate.
+//!
+//! A host that has no credentials yet (a proxy started on its own) proves it may join
+//! with a provision token, and sends the public keys it generated; the server checks the
+//! token (present, unexpired, join method `token`, allowing the role asked for) and
+//! answers host certificates signed by the host CA: X.509 (CN `<host id>.<cluster>`, O
+//! the system role) and SSH (type host, Teleport's role and authority extensions), with
+//! the host CA's certificates and SSH keys to trust. Tokens stay usable until they expire,
+//! as Teleport's `token` method does, so several hosts can join with one.
+//!
+//! Every attempt is audited as `instance.join`, the token masked. A refusal never says
+//! whether the token was unknown, expired or for another role.
+
+use tonic::{Request, Response, Status};
+use tp_proto::proto::join_service_server::JoinService;
+use tp_proto::proto::{Certs, GetClusterCaCertResponse};
+use tp_proto::trail::ErrorKind;
+use tp_proto::types::{ProvisionTokenV2, RegisterUsingTokenRequest};
+
+use super::{AuthServer, bad, expires_of, spki_from};
+use crate::store::Kind;
+
+/// How long a joined host's certificates are valid: a year. A host rejoins with a new
+/// token after that.
+pub const HOST_CERT_TTL: i64 = 365 * 86400;
+
+/// Teleport's system roles, spelled as certificates carry them. `Admin` is missing on
+/// purpose: nothing may join as the cluster's administrator.
+const JOINABLE_ROLES: &[&str] = &[
+    "Auth",
+    "Node",
+    "Proxy",
+    "App",
+    "Db",
+    "Kube",
+    "WindowsDesktop",
+    "Discovery",
+    "Okta",
+    "MDM",
+];
+
+/// The most principals or DNS names one request may ask for.
+const MAX_NAMES: usize = 64;
+
+/// Teleport's spelling of a system role named in any case, if it is one a host may join
+/// as.
+pub fn canonical_role(role: &str) -> Option<&'static str> {
+    JOINABLE_ROLES
+        .iter()
+        .copied()
+        .find(|r| r.eq_ignore_ascii_case(role))
+}
+
+/// A name that goes into a certificate: printable ASCII without spaces, 1–253 bytes.
+fn check_name(field: &str, v: &str) -> Result<(), Status> {
+    if v.is_empty() || v.len() > 253 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(format!(
+            "{field}: expected 1 to 253 printable characters without spaces, got {v:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The generic refusal: which check failed stays in the server's log.
+fn refused() -> Status {
+    ErrorKind::AccessDenied.status(
+        "the join token is not valid: it does not exist, has expired, or does not allow this role",
+    )
+}
+
+impl AuthServer {
+    /// Checks `r` against the stored token; the canonical role on success.
+    async fn check_join(&self, r: &RegisterUsingTokenRequest) -> Result<&'static str, Status> {
+        if r.token.is_empty() {
+            return Err(bad("token: a provision token is required to join"));
+        }
+        if r.host_id.is_empty()
+            || r.host_id.len() > 128
+            || !r
+                .host_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(bad(format!(
+                "hostID: expected 1 to 128 letters, digits, '-' or '_' (a UUID), got {:?}",
+                r.host_id
+            )));
+        }
+        let role = canonical_role(&r.role).ok_or_else(|| {
+            bad(format!(
+                "role: {:?} is not a system role a host can join as (expected one of {})",
+                r.role,
+                JOINABLE_ROLES.join(", ")
+            ))
+        })?;
+        if !r.node_name.is_empty() {
+            check_name("node_name", &r.node_name)?;
+        }
+        if r.additional_principals.len() > MAX_NAMES || r.dns_names.len() > MAX_NAMES {
+            return Err(bad(format!(
+                "additional_principals, dns_names: at most {MAX_NAMES} names each"
+            )));
+        }
+        for p in &r.additional_principals {
+            check_name("additional_principals", p)?;
+        }
+        for d in &r.dns_names {
+            check_name("dns_names", d)?;
+        }
+        let item = match self.store.get(Kind::Token, &r.token).await {
+            Ok(item) => item,
+            Err(crate::store::StoreError::NotFound) => {
+                tracing::info!(host_id = %r.host_id, "join refused: no such token");
+                return Err(refused());
+            }
+            Err(e) => return Err(super::store_status(Kind::Token, "", e)),
+        };
+        let token: ProvisionTokenV2 = item
+            .decode()
+            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?;
+        if expires_of(token.metadata.as_ref()).is_some_and(|t| t <= self.now()) {
+            tracing::info!(host_id = %r.host_id, "join refused: the token has expired");
+            return Err(refused());
+        }
+        let spec = token.spec.unwrap_or_default();
+        if !(spec.join_method.is_empty() || spec.join_method == "token") {
+            tracing::info!(host_id = %r.host_id, method = %spec.join_method, "join refused: not a `token` method token");
+            return Err(refused());
+        }
+        if !spec.roles.iter().any(|t| t.eq_ignore_ascii_case(role)) {
+            tracing::info!(host_id = %r.host_id, role, "join refused: the token does not allow this role");
+            return Err(refused());
+        }
+        Ok(role)
+    }
+
+    /// Issues the host certificates for an accepted join request.
+    async fn host_certs(&self, r: &RegisterUsingTokenRequest, role: &str) -> Result<Certs, Status> {
+        if r.public_tls_key.is_empty() && r.public_ssh_key.is_empty() {
+            return Err(bad("public_tls_key, public_ssh_key: missing public keys"));
+        }
+        let host_ca = self.ca("host").await?;
+        let keys = host_ca
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_keys.clone())
+            .unwrap_or_default();
+        let now = self.now();
+        let fqdn = format!("{}.{}", r.host_id, self.cluster_name);
+        let mut names = vec![r.host_id.clone(), fqdn.clone()];
+        if !r.node_name.is_empty() {
+            names.push(r.node_name.clone());
+        }
+        names.extend(r.additional_principals.iter().cloned());
+        let mut certs = Certs::default();
+        if !r.public_tls_key.is_empty() {
+            let spki = spki_from(&r.public_tls_key)?;
+            let mut sans = names.clone();
+            sans.extend(r.dns_names.iter().cloned());
+            sans.dedup();
+            let der =
+                crate::ca::issue_host_for(&host_ca, &fqdn, role, &sans, &spki, now, HOST_CERT_TTL)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            certs.tls = tp_creds::pem::encode("CERTIFICATE", &der).into_bytes();
+        }
+        if !r.public_ssh_key.is_empty() {
+            let text = std::str::from_utf8(&r.public_ssh_key)
+                .map_err(|_| bad("public_ssh_key: expected an SSH public key line"))?;
+            let key = ssh_key::PublicKey::from_openssh(text.trim())
+                .map_err(|e| bad(format!("public_ssh_key: {e}")))?;
+            let ca_key = keys
+                .ssh
+                .first()
+                .ok_or_else(|| Status::internal("the host CA has no SSH key"))?;
+            let ca_key = ssh_key::PrivateKey::from_openssh(&ca_key.private_key)
+                .map_err(|e| Status::internal(format!("host CA SSH key: {e}")))?;
+            let mut id = tp_creds::SshHostIdentity::new(&r.host_id, &self.cluster_name, role);
+            id.principals = names;
+            id.principals.dedup();
+            let valid_after = u64::try_from(now - 60).unwrap_or(0);
+            let valid_before = u64::try_from(now + HOST_CERT_TTL).unwrap_or(u64::MAX);
+            let cert = id
+                .sign(&key, &ca_key, valid_after, valid_before)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            certs.ssh = cert
+                .to_openssh()
+                .map_err(|e| Status::internal(e.to_string()))?
+                .into_bytes();
+        }
+        certs.tlsca_certs = keys.tls.iter().map(|k| k.cert.clone()).collect();
+        certs.sshca_certs = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
+        Ok(certs)
+    }
+
+    /// The host CA's TLS certificates, PEM, one after another: what a joining host
+    /// checks its CA pin against.
+    pub(super) async fn cluster_ca_cert(&self) -> Result<GetClusterCaCertResponse, Status> {
+        let host_ca = self.ca("host").await?;
+        let mut tlsca = Vec::new();
+        if let Some(keys) = host_ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
+            for k in &keys.tls {
+                tlsca.extend_from_slice(&k.cert);
+                if !k.cert.ends_with(b"\n") {
+                    tlsca.push(b'\n');
+                }
+            }
+        }
+        Ok(GetClusterCaCertResponse { tlsca })
+    }
+}
+
+#[tonic::async_trait]
+impl JoinService for AuthServer {
+    async fn register_using_token(
+        &self,
+        req: Request<RegisterUsingTokenRequest>,
+    ) -> Result<Response<Certs>, Status> {
+        let r = req.into_inner();
+        let res = match self.check_join(&r).await {
+            Ok(role) => self.host_certs(&r, role).await,
+            Err(e) => Err(e),
+        };
+        let host = if r.host_id.is_empty() {
+            String::new()
+        } else {
+            format!("{}.{}", r.host_id, self.cluster_name)
+        };
+        self.audit(
+            "instance.join",
+            &host,
+            "token",
+            &crate::audit::mask(&r.token),
+            &res,
+        )
+        .await;
+        res.map(Response::new)
+    }
+}

@@ -1,0 +1,208 @@
+//! Joining with a provision token against the real Auth server, with tp-client's
+//! `join` module: the two calls open without a client certificate, the certificates a
+//! proxy gets and what its identity may do, and every refusal (unknown, expired or
+//! wrong-role token; the Admin role; a bad host ID; a CA pin of another cluster), each
+//! audited with the token masked.
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use tp_auth::ca::Issued;
+use tp_client::ErrorKind;
+use tp_client::join::{JoinConfig, fetch_cluster_ca, register_using_token};
+use tp_creds::{KeyAlgorithm, PrivateKey};
+use tp_proto::types::{
+    Metadata, ProvisionTokenSpecV2, ProvisionTokenV2, RegisterUsingTokenRequest,
+};
+use tp_tests::cluster::{TestCluster, now};
+
+async fn add_token(cluster: &TestCluster, name: &str, roles: &[&str], expires: i64) {
+    cluster
+        .admin()
+        .await
+        .create_token(ProvisionTokenV2 {
+            kind: "token".into(),
+            version: "v2".into(),
+            metadata: Some(Metadata {
+                name: name.into(),
+                expires: Some(prost_types::Timestamp {
+                    seconds: expires,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            spec: Some(ProvisionTokenSpecV2 {
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                join_method: "token".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// A join request for role `role` with token `token` and a fresh key; the key too.
+fn request(token: &str, role: &str) -> (RegisterUsingTokenRequest, PrivateKey) {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let spki = key.public_key_spki_der().unwrap();
+    let ssh = key.ssh_public_key().unwrap().to_openssh().unwrap();
+    (
+        RegisterUsingTokenRequest {
+            host_id: "0b5c6a1e-5f3e-4e0c-9d47-1f2a3b4c5d6e".into(),
+            node_name: "proxy-1".into(),
+            role: role.into(),
+            token: token.into(),
+            additional_principals: vec!["proxy.example.com".into(), "127.0.0.1".into()],
+            public_tls_key: tp_creds::pem::encode("PUBLIC KEY", &spki).into_bytes(),
+            public_ssh_key: ssh.into_bytes(),
+            ..Default::default()
+        },
+        key,
+    )
+}
+
+fn pin_of(cluster: &TestCluster) -> String {
+    let der = CertificateDer::from_pem_slice(&cluster.host_ca_pem()).unwrap();
+    tp_creds::cert::ca_pin(&der, "host CA").unwrap()
+}
+
+#[tokio::test]
+async fn a_proxy_joins_with_a_token_and_gets_a_proxy_identity() {
+    let cluster = TestCluster::start("127.0.0.1:3080").await;
+    let pin = pin_of(&cluster);
+    let cfg = JoinConfig::new(cluster.addr.clone(), vec![pin.clone()]);
+
+    // Open without a certificate: the host CA, which the pin matches.
+    let cas = fetch_cluster_ca(&cfg).await.unwrap();
+    assert_eq!(cas.len(), 1);
+    assert_eq!(tp_creds::cert::ca_pin(&cas[0], "ca").unwrap(), pin);
+
+    add_token(&cluster, "join-token-0123456789", &["Proxy"], now() + 600).await;
+    let (req, key) = request("join-token-0123456789", "proxy");
+    let certs = register_using_token(&cfg, req.clone()).await.unwrap();
+
+    // X.509: CN <host id>.<cluster>, O Proxy, the principals as names.
+    let tls = String::from_utf8(certs.tls.clone()).unwrap();
+    let der = CertificateDer::from_pem_slice(tls.as_bytes()).unwrap();
+    let id = tp_creds::TlsIdentity::from_certificate_der(&der, "joined").unwrap();
+    assert_eq!(id.username, format!("{}.example.com", req.host_id));
+    assert_eq!(id.groups, ["Proxy"]);
+    tp_creds::cert::check_x509_key(&der, &key, "joined").unwrap();
+    // SSH: a host certificate for the same key with Teleport's extensions.
+    let ssh =
+        tp_creds::cert::parse_ssh_cert(std::str::from_utf8(&certs.ssh).unwrap(), "ssh").unwrap();
+    let host = tp_creds::SshHostIdentity::from_certificate(&ssh, "ssh").unwrap();
+    assert_eq!(host.role, "Proxy");
+    assert_eq!(host.cluster, "example.com");
+    for p in [
+        req.host_id.as_str(),
+        "proxy-1",
+        "proxy.example.com",
+        "127.0.0.1",
+    ] {
+        assert!(host.principals.iter().any(|x| x == p), "{p}: {host:?}");
+    }
+    assert_eq!(certs.tlsca_certs, [cluster.host_ca_pem()]);
+    assert_eq!(certs.sshca_certs.len(), 1);
+
+    // The identity works as a proxy's: it reads the user CA, nothing more.
+    let joined = cluster
+        .client(&Issued {
+            cert_pem: tls,
+            key_pem: key.to_pem().unwrap().to_string(),
+        })
+        .await;
+    assert!(
+        joined
+            .get_cert_authority("user", "example.com", false)
+            .await
+            .is_ok()
+    );
+    let e = joined.get_users(false).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+
+    // A `token` method token stays usable until it expires (several hosts may join).
+    let (again, _) = request("join-token-0123456789", "Proxy");
+    register_using_token(&cfg, again).await.unwrap();
+
+    // Audited, the token masked.
+    let events = cluster
+        .auth
+        .list_audit_events("", 1000)
+        .await
+        .unwrap()
+        .events;
+    let joins: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "instance.join")
+        .collect();
+    assert_eq!(joins.len(), 2);
+    assert!(
+        joins
+            .iter()
+            .all(|e| e.success && !e.name.contains("join-token"))
+    );
+}
+
+#[tokio::test]
+async fn join_refusals_say_what_they_may_and_are_audited() {
+    let cluster = TestCluster::start("127.0.0.1:3080").await;
+    let cfg = JoinConfig::new(cluster.addr.clone(), vec![pin_of(&cluster)]);
+    add_token(&cluster, "node-only-token-000", &["Node"], now() + 600).await;
+    add_token(&cluster, "expired-token-00000", &["Proxy"], now() - 5).await;
+
+    // Unknown, expired, or for another role: one message, which check failed unsaid.
+    for token in [
+        "no-such-token-0000",
+        "expired-token-00000",
+        "node-only-token-000",
+    ] {
+        let (req, _) = request(token, "Proxy");
+        let e = register_using_token(&cfg, req).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AccessDenied, "{token}: {e}");
+        assert!(e.to_string().contains("the join token is not valid"), "{e}");
+    }
+    // Nothing joins as the administrator; a host ID must be ID-like.
+    let (req, _) = request("node-only-token-000", "Admin");
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadParameter, "{e}");
+    assert!(
+        e.to_string()
+            .contains("\"Admin\" is not a system role a host can join as")
+    );
+    let (mut req, _) = request("node-only-token-000", "Node");
+    req.host_id = "../etc".into();
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadParameter, "{e}");
+    assert!(e.to_string().contains("hostID"), "{e}");
+
+    // A pin of another cluster: refused before the token is sent.
+    let other = JoinConfig::new(
+        cluster.addr.clone(),
+        vec![format!("sha256:{}", "00".repeat(32))],
+    );
+    let (req, _) = request("node-only-token-000", "Node");
+    let e = register_using_token(&other, req).await.unwrap_err();
+    assert!(e.to_string().contains("matches none of the CA pins"), "{e}");
+
+    let events = cluster
+        .auth
+        .list_audit_events("", 1000)
+        .await
+        .unwrap()
+        .events;
+    let joins: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "instance.join")
+        .collect();
+    assert_eq!(
+        joins.len(),
+        5,
+        "every refused attempt is audited: {joins:?}"
+    );
+    assert!(
+        joins
+            .iter()
+            .all(|e| !e.success && !e.name.contains("token"))
+    );
+}
