@@ -9,10 +9,12 @@
 //! # Status
 //!
 //! `tpd start` runs the Auth server and the Proxy in one process (state in SQLite, or in
-//! memory for tests), from flags or a Teleport-style YAML file ([`config`]), and writes
-//! the local admin identity; `tpctl` creates, lists and deletes roles, users and tokens,
+//! memory for tests), or either alone (`--roles`; a proxy alone joins with a token file,
+//! [`join`]), from flags or a Teleport-style YAML file ([`config`]), and writes the
+//! local admin identity; `tpctl` creates, lists and deletes roles, users and tokens,
 //! invites users, signs identities, reads the audit log and reports status; `tpsh` logs
-//! a user in through the proxy and writes a tsh-layout profile or an identity file.
+//! a user in through the proxy (with a [`spinner`] on a terminal) and writes a
+//! tsh-layout profile or an identity file.
 //!
 //! # Exit codes
 //!
@@ -27,6 +29,7 @@ pub mod config;
 pub mod diag;
 pub mod join;
 pub mod paths;
+pub mod spinner;
 
 use std::fmt;
 

@@ -606,7 +606,7 @@ async fn the_seed_walkthrough_with_the_binaries() {
         .to_string();
     assert!(out.contains("This token will expire in 5m."), "{out}");
     let (ok, out, _) = tpctl(&t, &["tokens", "ls"]);
-    assert!(ok && out.contains(&token) && out.contains("node"), "{out}");
+    assert!(ok && out.contains(&token) && out.contains("Node"), "{out}");
     let (ok, out, _) = tpctl(&t, &["tokens", "rm", &token]);
     assert!(
         ok && out.trim() == format!("Token {token} has been deleted"),

@@ -266,10 +266,10 @@ async fn login(
     })?;
     let web = WebClient::new(addr.clone(), web_tls(opts)?).with_timeout(Duration::from_secs(30));
     let hint = "check --proxy; for a test cluster with its own CA pass --ca-file (or --insecure)";
-    let ping = web
-        .get("/webapi/ping")
-        .await
-        .map_err(|e| CliError::new(format!("cannot reach the proxy: {e}"), hint))?;
+    let spinner = tp_cli::spinner::Spinner::start(&format!("Contacting {addr}"));
+    let ping = web.get("/webapi/ping").await;
+    spinner.stop();
+    let ping = ping.map_err(|e| CliError::new(format!("cannot reach the proxy: {e}"), hint))?;
     if ping.status != 200 {
         return Err(CliError::new(
             format!(
@@ -303,10 +303,10 @@ async fn login(
         "tls_pub_key": b64(tp_creds::pem::encode("PUBLIC KEY", &spki).as_bytes()),
         "ttl": ttl_ns,
     });
-    let resp = web
-        .post_json("/v1/webapi/ssh/certs", &req)
-        .await
-        .map_err(|e| CliError::new(format!("cannot reach the proxy: {e}"), hint))?;
+    let spinner = tp_cli::spinner::Spinner::start(&format!("Logging in to {addr}"));
+    let resp = web.post_json("/v1/webapi/ssh/certs", &req).await;
+    spinner.stop();
+    let resp = resp.map_err(|e| CliError::new(format!("cannot reach the proxy: {e}"), hint))?;
     drop(req);
     match resp.status {
         200 => {}
