@@ -16,7 +16,9 @@
 //! - **The reverse tunnel** ([`tunnel`]): bulk throughput against OpenSSH forwarding, new
 //!   connections/s, and RSS per idle connection at 1,000 and 10,000 (goal ≤ 20 KiB).
 //!
-//! `TP_BENCH_ONLY=idle cargo xtask bench` runs the idle-connection benchmark alone.
+//! `TP_BENCH_ONLY=<part> cargo xtask bench` runs one part alone: `rpc` (GetRole, Ping,
+//! GenerateUserCerts), `start`, `connect`, `ssh` (tp-ssh against OpenSSH), `tunnel`
+//! (bulk and new connections) or `idle`.
 //!
 //! OpenSSH (`/usr/sbin/sshd`, `ssh`, `ssh-keygen`) must be installed: without it the bench
 //! fails and names the Debian package.
@@ -165,22 +167,29 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // TP_BENCH_ONLY=idle runs the idle-connection benchmark alone (it is the slowest to
-    // iterate on, and needs nothing the others set up).
+    // TP_BENCH_ONLY=<part> runs one part alone (for iterating on it).
     #[allow(
         clippy::disallowed_methods,
         reason = "a developer's switch read once at start"
     )]
-    let idle_only = std::env::var("TP_BENCH_ONLY").is_ok_and(|v| v == "idle");
-    let (mut ok, tunnel_pki) = if idle_only {
+    let only = std::env::var("TP_BENCH_ONLY").ok();
+    if let Some(o) = &only
+        && !PARTS.contains(&o.as_str())
+    {
+        anyhow::bail!("TP_BENCH_ONLY={o:?}: expected one of {}", PARTS.join(", "));
+    }
+    let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    let (mut ok, tunnel_pki) = if only.as_deref() == Some("idle") {
         (true, tunnel::TunnelPki::new()?)
     } else {
-        rt.block_on(bench())?
+        rt.block_on(bench(&want))?
     };
     // Whatever the in-process benchmarks left running stops before the idle children
     // start, so they have the machine to themselves.
     rt.shutdown_background();
-    ok &= tunnel::idle(&tunnel_pki)?;
+    if want("idle") {
+        ok &= tunnel::idle(&tunnel_pki)?;
+    }
     println!(
         "bench: {}",
         if ok {
@@ -192,7 +201,29 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench() -> anyhow::Result<(bool, tunnel::TunnelPki)> {
+/// The parts `TP_BENCH_ONLY` may name.
+const PARTS: &[&str] = &["rpc", "start", "connect", "ssh", "tunnel", "idle"];
+
+async fn bench(want: &dyn Fn(&str) -> bool) -> anyhow::Result<(bool, tunnel::TunnelPki)> {
+    let mut ok = true;
+    if want("rpc") {
+        ok &= rpc().await?;
+    }
+    // 3. tpd cold start to ready on the embedded default (SQLite), first start (CAs are
+    // generated) and restart (state reused). Goal: under 1 s.
+    if want("start") {
+        ok &= cold_start().await?;
+    }
+    // 3b. Connect + first Ping, tp-client against Teleport's Go client.
+    if want("connect") {
+        ok &= connect::connect_vs_go().await?;
+    }
+    let (ssh_ok, tunnel_pki) = ssh_and_tunnel(want).await?;
+    Ok((ok && ssh_ok, tunnel_pki))
+}
+
+/// GetRole and Ping against bare tonic, GenerateUserCerts against raw signing.
+async fn rpc() -> anyhow::Result<bool> {
     let cluster = TestCluster::start("proxy.example.com:3080").await;
     let admin = cluster.admin().await;
     admin.create_role(seed_role()?).await?;
@@ -349,26 +380,31 @@ async fn bench() -> anyhow::Result<(bool, tunnel::TunnelPki)> {
     })
     .await?;
     ok &= report("GenerateUserCerts", gen_rate, raw_rate, 0.5);
+    Ok(ok)
+}
 
-    // 3. tpd cold start to ready on the embedded default (SQLite), first start (CAs are
-    // generated) and restart (state reused). Goal: under 1 s.
-    ok &= cold_start().await?;
-
-    // 3b. Connect + first Ping, tp-client against Teleport's Go client.
-    ok &= connect::connect_vs_go().await?;
-    drop(admin);
-    drop(cluster);
-
-    // 4. tp-ssh bulk throughput against OpenSSH, per cipher.
+/// tp-ssh against OpenSSH (`ssh`), and the reverse tunnel (`tunnel`).
+async fn ssh_and_tunnel(want: &dyn Fn(&str) -> bool) -> anyhow::Result<(bool, tunnel::TunnelPki)> {
+    let mut ok = true;
+    let tunnel_pki = tunnel::TunnelPki::new()?;
+    if !want("ssh") && !want("tunnel") {
+        return Ok((ok, tunnel_pki));
+    }
+    // 4. tp-ssh bulk throughput against OpenSSH, per cipher (the tunnel's baseline too).
     let pki = openssh::Pki::new()?;
     let sshd = openssh::Sshd::start(&pki)?;
     let tp_server = ssh::tp_ssh_server(pki.tp_server()?).await?;
     let mut sink = ssh::Sink::start(true).await?;
     let mut openssh_aes = None;
-    for cipher in [
-        tp_ssh::CipherAlg::Aes128Gcm,
-        tp_ssh::CipherAlg::ChaCha20Poly1305,
-    ] {
+    let ciphers: &[tp_ssh::CipherAlg] = if want("ssh") {
+        &[
+            tp_ssh::CipherAlg::Aes128Gcm,
+            tp_ssh::CipherAlg::ChaCha20Poly1305,
+        ]
+    } else {
+        &[tp_ssh::CipherAlg::Aes128Gcm]
+    };
+    for &cipher in ciphers {
         let b = ssh::bulk(&pki, &sshd, tp_server, &mut sink, cipher).await?;
         ok &= report_throughput(
             &format!(
@@ -387,17 +423,21 @@ async fn bench() -> anyhow::Result<(bool, tunnel::TunnelPki)> {
     }
 
     // 5. Handshakes/s: the same tp-ssh client against the tp-ssh server and sshd.
-    let tp_hs = ssh::handshakes(tp_server, &pki).await?;
-    let sshd_hs = ssh::handshakes(sshd.port, &pki).await?;
-    report_rate(
-        "tp-ssh handshakes (TCP + KEX + cert auth + close, tp-ssh client, 4 in flight)",
-        tp_hs,
-        "sshd",
-        sshd_hs,
-    );
+    if want("ssh") {
+        let tp_hs = ssh::handshakes(tp_server, &pki).await?;
+        let sshd_hs = ssh::handshakes(sshd.port, &pki).await?;
+        report_rate(
+            "tp-ssh handshakes (TCP + KEX + cert auth + close, tp-ssh client, 4 in flight)",
+            tp_hs,
+            "sshd",
+            sshd_hs,
+        );
+    }
+    if !want("tunnel") {
+        return Ok((ok, tunnel_pki));
+    }
 
     // 6. Reverse tunnel bulk throughput against the OpenSSH aes128-gcm figure above.
-    let tunnel_pki = tunnel::TunnelPki::new()?;
     let t = tunnel::bulk(&tunnel_pki, &mut sink).await?;
     if let Some(openssh) = openssh_aes {
         ok &= report_throughput(

@@ -26,7 +26,7 @@ use crate::openssh::{Pki, Sshd};
 /// Bytes per bulk transfer.
 pub(crate) const BULK: u64 = 256 << 20;
 /// Runs per side and cipher; the best counts.
-const RUNS: usize = 2;
+const RUNS: usize = 3;
 /// Connections in flight in the handshake loops (below any sshd start-up throttling).
 pub(crate) const HANDSHAKES_IN_FLIGHT: usize = 4;
 
@@ -152,7 +152,9 @@ pub(crate) async fn tp_ssh_server(
                             Ok(mut t) => {
                                 let _ = t.set_nodelay(true);
                                 if let Ok(mut ch) = inc.accept() {
-                                    let _ = tokio::io::copy_bidirectional(&mut ch, &mut t).await;
+                                    // What a tp-ssh server forwards with (the reverse
+                                    // tunnel does too).
+                                    let _ = tp_ssh::splice::splice(&mut ch, &mut t).await;
                                 }
                             }
                             Err(_) => {

@@ -18,7 +18,8 @@
 //!   what a connected client holds). Both children raise their soft `RLIMIT_NOFILE` to the
 //!   hard limit with `ulimit` (unsafe code, hence `setrlimit`, is forbidden here), and the
 //!   hard limit to 65,536 where allowed (root); a level that needs more descriptors than
-//!   the hard limit is skipped with the reason printed.
+//!   the hard limit is measured at the most connections the limit allows, and the line
+//!   says so.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
@@ -409,18 +410,34 @@ pub(crate) fn idle(pki: &TunnelPki) -> anyhow::Result<bool> {
             // the clients' process: the same, its stand-in Auth server accepting those.
             let per_conn = if transport { 2 } else { 1 };
             let need = n as u64 * per_conn + FD_SLACK;
-            if let Some(hard) = hard.filter(|&h| h < need) {
-                println!(
-                    "tunnel idle, {n} {what}: skipped: needs about {need} open files per process, \
-                     the hard RLIMIT_NOFILE is {hard}"
-                );
-                continue;
-            }
+            // A level the descriptor limit cannot hold is measured at the most it can
+            // (rounded down to a hundred), and says so.
+            let (n, note) = match hard.filter(|&h| h < need) {
+                Some(hard) => {
+                    let fits = hard.saturating_sub(FD_SLACK) / per_conn / 100 * 100;
+                    let fits = usize::try_from(fits).unwrap_or(0);
+                    if fits == 0 {
+                        println!(
+                            "tunnel idle, {n} {what}: skipped: needs about {need} open files per \
+                             process, the hard RLIMIT_NOFILE is {hard}"
+                        );
+                        continue;
+                    }
+                    (
+                        fits,
+                        format!(
+                            " [the {n} level, measured at {fits}: it needs about {need} open files \
+                             per process and the hard RLIMIT_NOFILE is {hard}]"
+                        ),
+                    )
+                }
+                None => (n, String::new()),
+            };
             let m = idle_level(dir.path(), n, transport)?;
             let meets = m.server_kib <= IDLE_GOAL_KIB;
             ok &= meets;
             println!(
-                "tunnel idle, {n} {what}: server process {:.1} KiB/connection (VmRSS {} -> {} KiB), \
+                "tunnel idle, {n} {what}{note}: server process {:.1} KiB/connection (VmRSS {} -> {} KiB), \
                  clients + stand-in Auth server process {:.1} KiB/connection ({} the {IDLE_GOAL_KIB} KiB goal on the server side)",
                 m.server_kib,
                 m.server_before,
