@@ -92,6 +92,21 @@ pub struct AuthServer {
 struct Caches {
     identities: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Identity>>,
     signer: std::sync::Mutex<Option<(String, Arc<crate::usercert::UserCaSigner>)>>,
+    /// The host CA's public parts for `Certs` (TLS certificates, SSH keys), by revision.
+    host_ca_public: std::sync::Mutex<Option<(String, Arc<HostCaPublic>)>>,
+    /// Decoded roles by name, with the revision they were decoded at.
+    roles: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<RoleV6>)>>,
+}
+
+/// The most decoded roles kept; the cache starts over when it is full.
+const MAX_CACHED_ROLES: usize = 10_000;
+
+/// What certificate responses carry of the host CA: its TLS certificates (PEM) and SSH
+/// public keys (authorized_keys form).
+#[derive(Default)]
+struct HostCaPublic {
+    tls: Vec<Vec<u8>>,
+    ssh: Vec<Vec<u8>>,
 }
 
 /// The most caller identities kept; the cache starts over when it is full.
@@ -1000,6 +1015,61 @@ impl AuthServer {
         Ok(signer)
     }
 
+    /// The host CA's public parts, decoded again only when the CA's revision changes.
+    async fn host_ca_public(&self) -> Result<Arc<HostCaPublic>, Status> {
+        let key = format!("host/{}", self.cluster_name);
+        let item = self
+            .store
+            .get(Kind::CertAuthority, &key)
+            .await
+            .map_err(|e| store_status(Kind::CertAuthority, &key, e))?;
+        if let Ok(g) = self.caches.host_ca_public.lock()
+            && let Some((rev, public)) = g.as_ref()
+            && *rev == item.revision
+        {
+            return Ok(public.clone());
+        }
+        let ca: CertAuthorityV2 = item
+            .decode()
+            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?;
+        let mut public = HostCaPublic::default();
+        if let Some(keys) = ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
+            public.tls = keys.tls.iter().map(|k| k.cert.clone()).collect();
+            public.ssh = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
+        }
+        let public = Arc::new(public);
+        if let Ok(mut g) = self.caches.host_ca_public.lock() {
+            *g = Some((item.revision, public.clone()));
+        }
+        Ok(public)
+    }
+
+    /// Role `name` with Teleport's defaults filled in, decoded again only when its
+    /// revision changes (certificate issuance reads every role of the user each time).
+    async fn role_shared(&self, name: &str) -> Result<Arc<RoleV6>, Status> {
+        let item = self
+            .store
+            .get(Kind::Role, name)
+            .await
+            .map_err(|e| store_status(Kind::Role, name, e))?;
+        if let Ok(g) = self.caches.roles.lock()
+            && let Some((rev, role)) = g.get(name)
+            && *rev == item.revision
+        {
+            return Ok(role.clone());
+        }
+        let role = Arc::new(Self::stored(&item, |r: &mut RoleV6, rev| {
+            r.metadata.get_or_insert_with(Default::default).revision = rev.into()
+        })?);
+        if let Ok(mut g) = self.caches.roles.lock() {
+            if g.len() >= MAX_CACHED_ROLES {
+                g.clear();
+            }
+            g.insert(name.to_string(), (item.revision, role.clone()));
+        }
+        Ok(role)
+    }
+
     async fn ca(&self, kind: &str) -> Result<CertAuthorityV2, Status> {
         let key = format!("{kind}/{}", self.cluster_name);
         let item = self
@@ -1020,7 +1090,7 @@ impl AuthServer {
         let spec = user.spec.clone().unwrap_or_default();
         let mut roles = Vec::with_capacity(spec.roles.len());
         for name in &spec.roles {
-            roles.push(self.role(name).await?);
+            roles.push(self.role_shared(name).await?);
         }
         let traits: std::collections::BTreeMap<String, Vec<String>> = spec
             .traits
@@ -1058,8 +1128,12 @@ impl AuthServer {
                 }
             }
         }
-        let cap = RoleSet::new(roles)
-            .max_session_ttl()
+        // The smallest max_session_ttl of the user's roles caps the lifetime.
+        let cap = roles
+            .iter()
+            .filter_map(|r| r.spec.as_ref()?.options.as_ref().map(|o| o.max_session_ttl))
+            .filter(|ttl| *ttl > 0)
+            .min()
             .map_or(i64::MAX, |ns| now.saturating_add(ns / 1_000_000_000));
         let not_after = requested.min(cap);
         if not_after <= now {
@@ -1085,7 +1159,7 @@ impl AuthServer {
             id.route_to_cluster = r.route_to_cluster.clone();
         }
         let signer = self.user_ca_signer().await?;
-        let host_ca = self.ca("host").await?;
+        let host_ca = self.host_ca_public().await?;
         let tls_key = if r.tls_public_key.is_empty() {
             &r.public_key
         } else {
@@ -1125,10 +1199,8 @@ impl AuthServer {
         if certs.tls.is_empty() && certs.ssh.is_empty() {
             return Err(bad("missing public key"));
         }
-        if let Some(keys) = host_ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
-            certs.tlsca_certs = keys.tls.iter().map(|k| k.cert.clone()).collect();
-            certs.sshca_certs = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
-        }
+        certs.tlsca_certs = host_ca.tls.clone();
+        certs.sshca_certs = host_ca.ssh.clone();
         Ok(certs)
     }
 }

@@ -134,10 +134,11 @@ impl Context for AccessContext {
     }
 }
 
-/// The roles of one caller, plus Teleport's implicit role.
+/// The roles of one caller, plus Teleport's implicit role. Cloning shares the roles
+/// (the built-in sets are cloned for every call of their identities).
 #[derive(Debug, Clone)]
 pub struct RoleSet {
-    roles: Vec<RoleV6>,
+    roles: std::sync::Arc<[RoleV6]>,
 }
 
 /// Which half of a role a rule comes from.
@@ -154,7 +155,9 @@ static IMPLICIT: std::sync::LazyLock<RoleV6> = std::sync::LazyLock::new(presets:
 impl RoleSet {
     /// A role set of `roles` and the implicit role every caller has.
     pub fn new(roles: Vec<RoleV6>) -> Self {
-        Self { roles }
+        Self {
+            roles: roles.into(),
+        }
     }
 
     /// The roles in the set, the implicit role last.
