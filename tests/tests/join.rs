@@ -206,3 +206,23 @@ async fn join_refusals_say_what_they_may_and_are_audited() {
             .all(|e| !e.success && !e.name.contains("token"))
     );
 }
+
+#[tokio::test]
+async fn failed_joins_are_limited_per_address() {
+    let cluster = TestCluster::start("127.0.0.1:3080").await;
+    let cfg = JoinConfig::new(cluster.addr.clone(), vec![pin_of(&cluster)]);
+    add_token(&cluster, "good-proxy-token-00", &["Proxy"], now() + 600).await;
+    for i in 0..tp_auth::service::MAX_FAILED_JOINS {
+        let (req, _) = request(&format!("guess-{i:04}-000000"), "Proxy");
+        let e = register_using_token(&cfg, req).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    }
+    // Now even the right token is refused from this address, saying why.
+    let (req, _) = request("good-proxy-token-00", "Proxy");
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
+    assert!(
+        e.to_string().contains("too many failed join attempts"),
+        "{e}"
+    );
+}

@@ -53,7 +53,7 @@ use crate::rbac::{AccessContext, RoleSet, presets};
 use crate::store::{Item, Kind, Store, StoreError};
 
 mod join;
-pub use join::{HOST_CERT_TTL, canonical_role};
+pub use join::{FAILED_JOIN_WINDOW, HOST_CERT_TTL, MAX_FAILED_JOINS, canonical_role};
 
 /// The Teleport version this server reports (the release line of the reference API).
 pub const SERVER_VERSION: &str = "17.0.0";
@@ -96,6 +96,8 @@ struct Caches {
     host_ca_public: std::sync::Mutex<Option<(String, Arc<HostCaPublic>)>>,
     /// Decoded roles by name, with the revision they were decoded at.
     roles: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<RoleV6>)>>,
+    /// Failed joins per client address.
+    join_failures: join::JoinFailures,
 }
 
 /// The most decoded roles kept; the cache starts over when it is full.

@@ -10,7 +10,15 @@
 //! as Teleport's `token` method does, so several hosts can join with one.
 //!
 //! Every attempt is audited as `instance.join`, the token masked. A refusal never says
-//! whether the token was unknown, expired or for another role.
+//! whether the token was unknown, expired or for another role. Callers are anonymous, so
+//! failed attempts are limited per client address ([`MAX_FAILED_JOINS`] in
+//! [`FAILED_JOIN_WINDOW`]): guessing a token stays out of reach even for a weak
+//! `--value` one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 use tp_proto::proto::join_service_server::JoinService;
@@ -39,6 +47,41 @@ const JOINABLE_ROLES: &[&str] = &[
     "Okta",
     "MDM",
 ];
+
+/// Failed joins allowed per client address in one [`FAILED_JOIN_WINDOW`].
+pub const MAX_FAILED_JOINS: u32 = 10;
+/// The window failed joins are counted in.
+pub const FAILED_JOIN_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// Failed joins per client address: the count and when counting started.
+#[derive(Debug, Default)]
+pub(super) struct JoinFailures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+
+impl JoinFailures {
+    fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(mut m) = self.0.lock() else {
+            return true;
+        };
+        match m.get(&ip) {
+            Some((_, since)) if now.duration_since(*since) > FAILED_JOIN_WINDOW => {
+                m.remove(&ip);
+                false
+            }
+            Some((n, _)) => *n >= MAX_FAILED_JOINS,
+            None => false,
+        }
+    }
+
+    fn fail(&self, ip: IpAddr, now: Instant) {
+        if let Ok(mut m) = self.0.lock() {
+            // Bound memory: forget old entries once the table grows.
+            if m.len() > 100_000 {
+                m.retain(|_, (_, since)| now.duration_since(*since) <= FAILED_JOIN_WINDOW);
+            }
+            m.entry(ip).or_insert((0, now)).0 += 1;
+        }
+    }
+}
 
 /// The most principals or DNS names one request may ask for.
 const MAX_NAMES: usize = 64;
@@ -216,10 +259,29 @@ impl JoinService for AuthServer {
         &self,
         req: Request<RegisterUsingTokenRequest>,
     ) -> Result<Response<Certs>, Status> {
+        let ip = req
+            .extensions()
+            .get::<crate::listener::PeerInfo>()
+            .and_then(|p| p.remote_addr)
+            .map(|a| a.ip());
         let r = req.into_inner();
-        let res = match self.check_join(&r).await {
-            Ok(role) => self.host_certs(&r, role).await,
-            Err(e) => Err(e),
+        let now = Instant::now();
+        let res = if ip.is_some_and(|ip| self.caches.join_failures.blocked(ip, now)) {
+            Err(ErrorKind::LimitExceeded.status(format!(
+                "too many failed join attempts from this address; try again in {} minutes",
+                FAILED_JOIN_WINDOW.as_secs() / 60
+            )))
+        } else {
+            let res = match self.check_join(&r).await {
+                Ok(role) => self.host_certs(&r, role).await,
+                Err(e) => Err(e),
+            };
+            if let (Err(e), Some(ip)) = (&res, ip)
+                && e.code() == tonic::Code::PermissionDenied
+            {
+                self.caches.join_failures.fail(ip, now);
+            }
+            res
         };
         let host = if r.host_id.is_empty() {
             String::new()
