@@ -176,6 +176,33 @@ async fn join_refusals_say_what_they_may_and_are_audited() {
     assert_eq!(e.kind(), ErrorKind::BadParameter, "{e}");
     assert!(e.to_string().contains("hostID"), "{e}");
 
+    // Nor as the Auth server, under a built-in identity's name, with the Auth server's
+    // names, or with an empty token.
+    let (req, _) = request("node-only-token-000", "auth");
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadParameter, "{e}");
+    let (mut req, _) = request("node-only-token-000", "Node");
+    req.host_id = "admin".into();
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert!(e.to_string().contains("built-in identities"), "{e}");
+    let (mut req, _) = request("node-only-token-000", "Node");
+    req.dns_names = vec!["*.teleport.cluster.local".into()];
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert!(e.to_string().contains("names the Auth server"), "{e}");
+    let (req, _) = request("", "Node");
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadParameter, "{e}");
+    // A token of another join method is no `token` token.
+    let admin = cluster.admin().await;
+    let mut iam = admin.get_token("node-only-token-000").await.unwrap();
+    iam.metadata.as_mut().unwrap().name = "iam-method-token-00".into();
+    iam.metadata.as_mut().unwrap().revision.clear();
+    iam.spec.as_mut().unwrap().join_method = "iam".into();
+    admin.create_token(iam).await.unwrap();
+    let (req, _) = request("iam-method-token-00", "Node");
+    let e = register_using_token(&cfg, req).await.unwrap_err();
+    assert!(e.to_string().contains("the join token is not valid"), "{e}");
+
     // A pin of another cluster: refused before the token is sent.
     let other = JoinConfig::new(
         cluster.addr.clone(),
@@ -197,7 +224,7 @@ async fn join_refusals_say_what_they_may_and_are_audited() {
         .collect();
     assert_eq!(
         joins.len(),
-        5,
+        10,
         "every refused attempt is audited: {joins:?}"
     );
     assert!(
@@ -224,5 +251,88 @@ async fn failed_joins_are_limited_per_address() {
     assert!(
         e.to_string().contains("too many failed join attempts"),
         "{e}"
+    );
+}
+
+/// A client with no certificate reaches the two joining calls and nothing else: every
+/// other call is AccessDenied before any handler runs, so none is audited.
+#[tokio::test]
+async fn anonymous_callers_reach_only_the_joining_calls() {
+    use std::sync::Arc;
+    let cluster = TestCluster::start("127.0.0.1:3080").await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&cluster.host_ca_pem()).unwrap())
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(tp_tests::pki::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tp_transport::connector::Connector::new(
+        vec![tp_client::Target::Direct {
+            addr: cluster.addr.clone(),
+            tls: Arc::new(tls),
+            server_name: "teleport.cluster.local".into(),
+            credential: "none".into(),
+        }],
+        std::time::Duration::from_secs(5),
+        Default::default(),
+    );
+    let channel = tonic::transport::Endpoint::from_static("http://teleport.cluster.local")
+        .connect_with_connector(connector)
+        .await
+        .unwrap();
+    let c = tp_client::Client::from_channel(channel).with_read_retries(0);
+    let count = || async {
+        cluster
+            .auth
+            .list_audit_events("", 1000)
+            .await
+            .unwrap()
+            .events
+            .len()
+    };
+    let before = count().await;
+    let denied = |what: &str, e: tp_client::Error| {
+        assert_eq!(e.kind(), ErrorKind::AccessDenied, "{what}: {e}");
+        assert!(
+            e.to_string().contains("no client certificate"),
+            "{what}: {e}"
+        );
+    };
+    denied("Ping", c.ping().await.unwrap_err());
+    denied("GetUsers", c.get_users(false).await.unwrap_err());
+    denied(
+        "GetCertAuthority",
+        c.get_cert_authority("user", "example.com", false)
+            .await
+            .unwrap_err(),
+    );
+    denied(
+        "ListAuditEvents",
+        c.list_audit_events("", 10).await.unwrap_err(),
+    );
+    let role = tp_proto::types::RoleV6 {
+        kind: "role".into(),
+        version: "v7".into(),
+        metadata: Some(Metadata {
+            name: "sneaky".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    denied("CreateRole", c.create_role(role).await.unwrap_err());
+    denied(
+        "AuthenticateSSHUser",
+        c.authenticate_ssh_user(Default::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        before,
+        count().await,
+        "anonymous refusals write no audit events"
     );
 }

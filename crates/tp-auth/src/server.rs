@@ -6,6 +6,11 @@
 //! `RESOURCE_EXHAUSTED`, which Teleport's client reads as `trace.LimitExceeded`, so
 //! [`LimitExceededLayer`] rewrites the status. The connection stays up and later calls
 //! are served.
+//!
+//! A client without a certificate (a host about to join) reaches only the paths in
+//! [`ANONYMOUS_PATHS`]; [`AnonymousLayer`] answers every other call `AccessDenied` before
+//! its message is decoded, so anonymous callers never reach a handler (nor its audit
+//! writes).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -68,6 +73,7 @@ pub async fn serve_until(
 ) -> Result<(), tonic::transport::Error> {
     Server::builder()
         .layer(ObserveLayer(observer))
+        .layer(AnonymousLayer)
         .layer(LimitExceededLayer)
         .add_service(
             AuthServiceServer::new(auth.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
@@ -91,6 +97,65 @@ pub async fn serve_until(
         .add_service(JoinServiceServer::new(auth).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve_with_incoming_shutdown(incoming, stop)
         .await
+}
+
+/// The only calls a client without a certificate may make: joining.
+pub const ANONYMOUS_PATHS: [&str; 2] = [
+    "/proto.JoinService/RegisterUsingToken",
+    "/proto.AuthService/GetClusterCACert",
+];
+
+/// A tower layer refusing every call but [`ANONYMOUS_PATHS`] from a connection that
+/// presented no client certificate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnonymousLayer;
+
+impl<S> tower::Layer<S> for AnonymousLayer {
+    type Service = Anonymous<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Anonymous(inner)
+    }
+}
+
+/// The service [`AnonymousLayer`] wraps around the gRPC routes.
+#[derive(Debug, Clone)]
+pub struct Anonymous<S>(S);
+
+impl<S, B, RB> tower::Service<http::Request<B>> for Anonymous<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<
+        S::Future,
+        futures_util::future::Ready<Result<http::Response<RB>, S::Error>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let anonymous = req
+            .extensions()
+            .get::<crate::listener::PeerInfo>()
+            .is_none_or(|p| p.certs.is_empty());
+        if anonymous && !ANONYMOUS_PATHS.contains(&req.uri().path()) {
+            let status = ErrorKind::AccessDenied.status(
+                "no client certificate: this call needs a certificate signed by the cluster's \
+                 user or host CA (without one, only GetClusterCACert and \
+                 JoinService/RegisterUsingToken are open)",
+            );
+            return futures_util::future::Either::Right(futures_util::future::ready(Ok(
+                status.into_http()
+            )));
+        }
+        futures_util::future::Either::Left(self.0.call(req))
+    }
 }
 
 /// A tower layer answering an over-limit request message with `RESOURCE_EXHAUSTED`

@@ -384,13 +384,28 @@ async fn joined_proxy_identity(
     };
     let tls_cert = bundle.tls_cert.as_deref().unwrap_or_default();
     let key_pem = bundle.key.to_pem().map_err(|e| fail("private key", &e))?;
-    let roots: Vec<Vec<u8>> = bundle
-        .tls_cas
-        .iter()
-        .filter_map(|p| CertificateDer::from_pem_slice(p.as_bytes()).ok())
-        .map(|c| c.to_vec())
-        .collect();
-    let client = connect_with(&auth, tls_cert.as_bytes(), key_pem.as_bytes(), &roots).await?;
+    let mut roots: Vec<Vec<u8>> = Vec::new();
+    for p in &bundle.tls_cas {
+        roots.push(
+            CertificateDer::from_pem_slice(p.as_bytes())
+                .map_err(|e| fail("CA certificate", &e))?
+                .to_vec(),
+        );
+    }
+    let label = format!("the proxy's identity {}", origin.display());
+    let hint = format!(
+        "check that the Auth server at {auth} is up; if its cluster was recreated, remove {} \
+         and join again with a new token (--token FILE)",
+        origin.display()
+    );
+    let client = connect_as(
+        &auth,
+        (tls_cert.as_bytes(), key_pem.as_bytes()),
+        &roots,
+        &label,
+        &hint,
+    )
+    .await?;
     let cluster_name = client
         .ping()
         .await
@@ -848,6 +863,24 @@ pub async fn connect_with(
     key_pem: &[u8],
     roots: &[Vec<u8>],
 ) -> Result<Client, CliError> {
+    connect_as(
+        addr,
+        (cert_pem, key_pem),
+        roots,
+        "local admin identity",
+        "is tpd running? start it with `tpd start`, or pass --auth-server",
+    )
+    .await
+}
+
+/// [`connect_with`], naming the credential `label` in errors, with `hint`.
+async fn connect_as(
+    addr: &HostPort,
+    (cert_pem, key_pem): (&[u8], &[u8]),
+    roots: &[Vec<u8>],
+    label: &str,
+    hint: &str,
+) -> Result<Client, CliError> {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store
@@ -871,7 +904,7 @@ pub async fn connect_with(
         addr: addr.clone(),
         tls: Arc::new(tls),
         server_name: "teleport.cluster.local".into(),
-        credential: "local admin identity".into(),
+        credential: label.into(),
     };
     Client::connect(
         Config::new()
@@ -879,12 +912,7 @@ pub async fn connect_with(
             .dial_timeout(Duration::from_secs(10)),
     )
     .await
-    .map_err(|e| {
-        CliError::new(
-            e.to_string(),
-            "is tpd running? start it with `tpd start`, or pass --auth-server",
-        )
-    })
+    .map_err(|e| CliError::new(e.to_string(), hint))
 }
 
 #[cfg(test)]

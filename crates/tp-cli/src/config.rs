@@ -266,6 +266,9 @@ pub fn parse(text: &str, origin: &str) -> Result<FileSettings, CliError> {
         Some(OneOrMany::One(p)) => vec![p],
         Some(OneOrMany::Many(v)) => v,
     };
+    for p in &s.ca_pins {
+        crate::join::check_ca_pin(p).map_err(|e| bad("teleport.ca_pin", e))?;
+    }
     let log = teleport.log.unwrap_or_default();
     if let Some(o) = log.output.as_deref()
         && o != "stderr"
@@ -403,11 +406,11 @@ mod tests {
 
     #[test]
     fn a_standalone_proxy_file_reads_its_join_settings() {
-        let s = parse(
-            "teleport:\n  auth_servers: [10.0.0.5:3025]\n  join_params:\n    token_name: /var/lib/tp/token\n    method: token\n  ca_pin: sha256:abcd\nauth_service:\n  enabled: no\n",
-            "tp.yaml",
-        )
-        .unwrap();
+        let text = format!(
+            "teleport:\n  auth_servers: [10.0.0.5:3025]\n  join_params:\n    token_name: /var/lib/tp/token\n    method: token\n  ca_pin: sha256:{}\nauth_service:\n  enabled: no\n",
+            "ab".repeat(32)
+        );
+        let s = parse(&text, "tp.yaml").unwrap();
         assert_eq!(
             s.roles,
             Some(crate::cluster::Roles {
@@ -417,7 +420,7 @@ mod tests {
         );
         assert_eq!(s.auth_server.as_deref(), Some("10.0.0.5:3025"));
         assert_eq!(s.token_file, Some(PathBuf::from("/var/lib/tp/token")));
-        assert_eq!(s.ca_pins, ["sha256:abcd"]);
+        assert_eq!(s.ca_pins, [format!("sha256:{}", "ab".repeat(32))]);
     }
 
     #[test]
@@ -431,6 +434,10 @@ mod tests {
             (
                 "auth_service:\n  enabled: no\nproxy_service:\n  enabled: false\n",
                 "tp.yaml: auth_service.enabled, proxy_service.enabled: both services are off",
+            ),
+            (
+                "teleport:\n  ca_pin: [sha256:abcd]\n",
+                "tp.yaml: teleport.ca_pin: \"sha256:abcd\": expected sha256: and 64 hex digits",
             ),
             (
                 "teleport:\n  join_params:\n    token_name: /t\n    method: iam\n",

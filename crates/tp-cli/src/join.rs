@@ -28,6 +28,16 @@ pub struct JoinSettings {
     pub ca_pins: Vec<String>,
 }
 
+/// Checks the form of a CA pin: `sha256:` and 64 hex digits.
+pub fn check_ca_pin(pin: &str) -> Result<(), String> {
+    let hex = pin.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("{pin:?}: expected sha256: and 64 hex digits"))
+    }
+}
+
 /// Where the joined identity lives in `data_dir`.
 pub fn identity_path(data_dir: &Path) -> PathBuf {
     data_dir.join("proxy").join("identity")
@@ -39,22 +49,18 @@ pub fn read_token(path: &Path) -> Result<String, CliError> {
     let hint = "tpd reads the join token from a file, never from the command line (shell \
                 history and `ps` would show it): write the token that `tpctl tokens add` \
                 printed to a file only tpd's user can read, and pass its path to --token";
+    // The argument is not echoed: someone used to Teleport may have given the token
+    // itself, and an error line ends up in logs.
     let text = std::fs::read_to_string(path).map_err(|e| {
         CliError::new(
-            format!(
-                "--token {}: cannot read the join token file: {e}",
-                path.display()
-            ),
+            format!("--token: cannot read the join token file it names: {e}"),
             hint,
         )
     })?;
     let token = text.trim();
     if token.is_empty() || token.contains(char::is_whitespace) {
         return Err(CliError::new(
-            format!(
-                "--token {}: expected the join token alone on one line",
-                path.display()
-            ),
+            "--token: expected the join token alone on one line of the file it names",
             hint,
         ));
     }
@@ -103,10 +109,17 @@ pub fn host_id(data_dir: &Path) -> Result<String, CliError> {
     Ok(id)
 }
 
-/// The stored identity when it is there and its certificates are valid at `now`;
-/// `Ok(None)` when there is none; an error naming the file when it is unreadable or
-/// expired and no token is at hand to replace it.
-fn stored(path: &Path, now: i64, have_token: bool) -> Result<Option<IdentityBundle>, CliError> {
+/// The stored identity when it is there, its certificates are valid at `now`, it
+/// trusts a CA the pins (if any) name, and it names every one of `principals`;
+/// `Ok(None)` when there is none, or it should be replaced and a token is at hand; an
+/// error naming the file otherwise.
+fn stored(
+    path: &Path,
+    now: i64,
+    have_token: bool,
+    pins: &[String],
+    principals: &[String],
+) -> Result<Option<IdentityBundle>, CliError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => zeroize::Zeroizing::new(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -151,6 +164,54 @@ fn stored(path: &Path, now: i64, have_token: bool) -> Result<Option<IdentityBund
              with --token",
         ));
     }
+    let rejoin = "remove the file and join again with a new token (--token FILE)";
+    let mut cas = Vec::new();
+    for pem in &bundle.tls_cas {
+        for b in tp_creds::pem::parse_all(pem, &origin)
+            .map_err(|e| CliError::new(e.to_string(), rejoin))?
+        {
+            cas.push(b.der);
+        }
+    }
+    if cas.is_empty() {
+        return Err(CliError::new(
+            format!("{origin}: no CA certificate to trust"),
+            rejoin,
+        ));
+    }
+    if !pins.is_empty() {
+        for ca in &cas {
+            let pin =
+                tp_creds::cert::ca_pin(ca, &origin).map_err(|e| CliError::plain(e.to_string()))?;
+            if !pins.iter().any(|p| p.eq_ignore_ascii_case(&pin)) {
+                return Err(CliError::new(
+                    format!(
+                        "{origin}: the proxy joined a cluster whose CA ({pin}) matches none of the --ca-pin values"
+                    ),
+                    rejoin,
+                ));
+            }
+        }
+    }
+    let ssh =
+        tp_creds::cert::parse_ssh_cert(bundle.ssh_cert.as_deref().unwrap_or_default(), &origin)
+            .map_err(|e| CliError::new(e.to_string(), rejoin))?;
+    let missing: Vec<&String> = principals
+        .iter()
+        .filter(|p| !ssh.valid_principals().contains(p))
+        .collect();
+    if !missing.is_empty() {
+        if have_token {
+            tracing::info!(file = %origin, ?missing, "the proxy's names changed; joining again");
+            return Ok(None);
+        }
+        tracing::warn!(
+            file = %origin,
+            ?missing,
+            "the proxy's certificates do not name all the addresses it listens on now; clients \
+             that dial those names will refuse it: join again with a new token (--token FILE)"
+        );
+    }
     Ok(Some(bundle))
 }
 
@@ -164,7 +225,13 @@ pub async fn load_or_join(
     now: i64,
 ) -> Result<IdentityBundle, CliError> {
     let path = identity_path(data_dir);
-    if let Some(b) = stored(&path, now, settings.token_file.is_some())? {
+    if let Some(b) = stored(
+        &path,
+        now,
+        settings.token_file.is_some(),
+        &settings.ca_pins,
+        principals,
+    )? {
         tracing::info!(file = %path.display(), "using the proxy's stored host identity");
         return Ok(b);
     }

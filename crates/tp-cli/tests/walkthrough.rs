@@ -1857,6 +1857,7 @@ async fn a_proxy_started_alone_joins_with_a_token_file() {
         ],
     );
     assert!(e.contains("cannot read the join token file"), "{e}");
+    assert!(!e.contains(&token), "the token is not echoed: {e}");
     assert!(e.contains("never from the command line"), "{e}");
     // A wrong token, and a pin of another cluster.
     let wrong = dir.path().join("wrong-token");
@@ -1992,4 +1993,14 @@ async fn a_proxy_started_alone_joins_with_a_token_file() {
         .await
         .unwrap();
     assert_eq!(client.ping().await.unwrap().cluster_name, "example.com");
+
+    // Told to trust another cluster's CA, the stored identity is refused, naming it.
+    drop(client);
+    let (dir_back, _) = proxy.stop();
+    let e = tpd_fails(
+        dir_back.path(),
+        &["--auth-server", &auth_addr, "--ca-pin", &other_pin],
+    );
+    assert!(e.contains("proxy/identity"), "{e}");
+    assert!(e.contains("matches none of the --ca-pin values"), "{e}");
 }

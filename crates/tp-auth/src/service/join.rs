@@ -11,9 +11,10 @@
 //!
 //! Every attempt is audited as `instance.join`, the token masked. A refusal never says
 //! whether the token was unknown, expired or for another role. Callers are anonymous, so
-//! failed attempts are limited per client address ([`MAX_FAILED_JOINS`] in
-//! [`FAILED_JOIN_WINDOW`]): guessing a token stays out of reach even for a weak
-//! `--value` one.
+//! refused tokens are limited per client address (an IPv6 /64), [`MAX_FAILED_JOINS`] in
+//! [`FAILED_JOIN_WINDOW`], each attempt counted before its token is looked up. A
+//! connection forwarded by the proxy's web port (TLS routing) shows the proxy's address,
+//! so such joins share one allowance; a host joins through the Auth address itself.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,10 +34,10 @@ use crate::store::Kind;
 /// token after that.
 pub const HOST_CERT_TTL: i64 = 365 * 86400;
 
-/// Teleport's system roles, spelled as certificates carry them. `Admin` is missing on
-/// purpose: nothing may join as the cluster's administrator.
+/// Teleport's system roles, spelled as certificates carry them. `Admin` and `Auth` are
+/// missing on purpose: nothing may join as the cluster's administrator, and a cluster
+/// has one Auth server (its state is local).
 const JOINABLE_ROLES: &[&str] = &[
-    "Auth",
     "Node",
     "Proxy",
     "App",
@@ -57,30 +58,66 @@ pub const FAILED_JOIN_WINDOW: Duration = Duration::from_secs(10 * 60);
 #[derive(Debug, Default)]
 pub(super) struct JoinFailures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
 
-impl JoinFailures {
-    fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        let Ok(mut m) = self.0.lock() else {
-            return true;
-        };
-        match m.get(&ip) {
-            Some((_, since)) if now.duration_since(*since) > FAILED_JOIN_WINDOW => {
-                m.remove(&ip);
-                false
-            }
-            Some((n, _)) => *n >= MAX_FAILED_JOINS,
-            None => false,
+/// The key failures are counted under: the address, or its /64 for IPv6 (one host
+/// commonly holds a whole /64).
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
         }
+    }
+}
+
+impl JoinFailures {
+    /// Counts an attempt from `ip` before it is checked (so concurrent guesses cannot
+    /// all slip under the limit); false when the limit is already reached.
+    fn begin(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(mut m) = self.0.lock() else {
+            return false;
+        };
+        // Bound memory: forget old entries once the table grows.
+        if m.len() > 100_000 {
+            m.retain(|_, (_, since)| now.duration_since(*since) <= FAILED_JOIN_WINDOW);
+        }
+        let e = m.entry(limit_key(ip)).or_insert((0, now));
+        if now.duration_since(e.1) > FAILED_JOIN_WINDOW {
+            *e = (0, now);
+        }
+        if e.0 >= MAX_FAILED_JOINS {
+            return false;
+        }
+        e.0 += 1;
+        true
     }
 
-    fn fail(&self, ip: IpAddr, now: Instant) {
-        if let Ok(mut m) = self.0.lock() {
-            // Bound memory: forget old entries once the table grows.
-            if m.len() > 100_000 {
-                m.retain(|_, (_, since)| now.duration_since(*since) <= FAILED_JOIN_WINDOW);
-            }
-            m.entry(ip).or_insert((0, now)).0 += 1;
+    /// Gives back the attempt [`JoinFailures::begin`] counted: it was not a refused
+    /// token.
+    fn refund(&self, ip: IpAddr) {
+        if let Ok(mut m) = self.0.lock()
+            && let Some(e) = m.get_mut(&limit_key(ip))
+        {
+            e.0 = e.0.saturating_sub(1);
         }
     }
+}
+
+/// The name clients reach the Auth server by (`*.teleport.cluster.local` too).
+const AUTH_DNS: &str = "teleport.cluster.local";
+
+/// A host ID a joiner may have: 1 to 128 letters, digits, `-` or `_`, and not the name
+/// of a built-in identity (`admin`, `auth`, `proxy` name the local admin, the Auth
+/// server and a co-located proxy in this cluster).
+fn valid_host_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !["admin", "auth", "proxy"]
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(id))
 }
 
 /// The most principals or DNS names one request may ask for.
@@ -118,17 +155,11 @@ impl AuthServer {
         if r.token.is_empty() {
             return Err(bad("token: a provision token is required to join"));
         }
-        if r.host_id.is_empty()
-            || r.host_id.len() > 128
-            || !r
-                .host_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(bad(format!(
-                "hostID: expected 1 to 128 letters, digits, '-' or '_' (a UUID), got {:?}",
-                r.host_id
-            )));
+        if !valid_host_id(&r.host_id) {
+            return Err(bad(
+                "hostID: expected 1 to 128 letters, digits, '-' or '_' (a UUID), other than \
+                 the built-in identities' names (admin, auth, proxy)",
+            ));
         }
         let role = canonical_role(&r.role).ok_or_else(|| {
             bad(format!(
@@ -150,6 +181,21 @@ impl AuthServer {
         }
         for d in &r.dns_names {
             check_name("dns_names", d)?;
+        }
+        // The Auth server's own names: a joined host must not be able to pose as it.
+        if let Some(n) = r
+            .additional_principals
+            .iter()
+            .chain(&r.dns_names)
+            .find(|n| {
+                n.eq_ignore_ascii_case(AUTH_DNS)
+                    || n.to_ascii_lowercase().ends_with(&format!(".{AUTH_DNS}"))
+            })
+        {
+            return Err(bad(format!(
+                "additional_principals, dns_names: {n:?} names the Auth server; a joining host \
+                 cannot have it"
+            )));
         }
         let item = match self.store.get(Kind::Token, &r.token).await {
             Ok(item) => item,
@@ -265,28 +311,30 @@ impl JoinService for AuthServer {
             .and_then(|p| p.remote_addr)
             .map(|a| a.ip());
         let r = req.into_inner();
-        let now = Instant::now();
-        let res = if ip.is_some_and(|ip| self.caches.join_failures.blocked(ip, now)) {
-            Err(ErrorKind::LimitExceeded.status(format!(
+        if let Some(ip) = ip
+            && !self.caches.join_failures.begin(ip, Instant::now())
+        {
+            // Not audited: a flood of these must not fill the audit log.
+            return Err(ErrorKind::LimitExceeded.status(format!(
                 "too many failed join attempts from this address; try again in {} minutes",
                 FAILED_JOIN_WINDOW.as_secs() / 60
-            )))
-        } else {
-            let res = match self.check_join(&r).await {
-                Ok(role) => self.host_certs(&r, role).await,
-                Err(e) => Err(e),
-            };
-            if let (Err(e), Some(ip)) = (&res, ip)
-                && e.code() == tonic::Code::PermissionDenied
-            {
-                self.caches.join_failures.fail(ip, now);
-            }
-            res
+            )));
+        }
+        let res = match self.check_join(&r).await {
+            Ok(role) => self.host_certs(&r, role).await,
+            Err(e) => Err(e),
         };
-        let host = if r.host_id.is_empty() {
-            String::new()
-        } else {
+        // Only a refused token counts against the address.
+        if let Some(ip) = ip
+            && !matches!(&res, Err(e) if e.code() == tonic::Code::PermissionDenied)
+        {
+            self.caches.join_failures.refund(ip);
+        }
+        // The host as the certificate would name it; nothing of a malformed ID.
+        let host = if valid_host_id(&r.host_id) {
             format!("{}.{}", r.host_id, self.cluster_name)
+        } else {
+            String::new()
         };
         self.audit(
             "instance.join",

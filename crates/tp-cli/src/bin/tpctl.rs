@@ -283,10 +283,13 @@ fn auth_address(cli: &Cli) -> Option<String> {
         return Some(a.clone());
     }
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::read_to_string(AdminIdentity::in_dir(&data_dir).auth_addr)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    let bound = std::fs::read_to_string(AdminIdentity::in_dir(&data_dir).auth_addr).ok()?;
+    let bound = bound.trim();
+    // tpd listening on all addresses: no single one to tell another host.
+    match bound.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => Some(format!("<this host>:{}", a.port())),
+        _ => Some(bound.to_string()).filter(|s| !s.is_empty()),
+    }
 }
 
 fn api(e: tp_client::Error) -> CliError {
@@ -693,7 +696,6 @@ async fn tokens_add(
         .iter()
         .map(|r| {
             tp_auth::service::canonical_role(r.trim())
-                .filter(|c| *c != "Auth")
                 .map(str::to_string)
                 .ok_or_else(|| {
                     CliError::new(

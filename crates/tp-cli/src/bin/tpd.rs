@@ -360,13 +360,12 @@ fn join_settings(
                 )
             })?;
     for p in &ca_pins {
-        let hex = p.strip_prefix("sha256:").unwrap_or_default();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CliError::new(
-                format!("--ca-pin {p:?}: expected sha256: and 64 hex digits"),
+        tp_cli::join::check_ca_pin(p).map_err(|e| {
+            CliError::new(
+                format!("--ca-pin {e}"),
                 "copy the pin `tpctl tokens add` or `tpctl status` prints",
-            ));
-        }
+            )
+        })?;
     }
     Ok(Some(tp_cli::join::JoinSettings {
         auth_server,
