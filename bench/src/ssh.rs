@@ -26,7 +26,7 @@ use crate::openssh::{Pki, Sshd};
 /// Bytes per bulk transfer.
 pub(crate) const BULK: u64 = 256 << 20;
 /// Runs per side and cipher; the best counts.
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 /// Connections in flight in the handshake loops (below any sshd start-up throttling).
 pub(crate) const HANDSHAKES_IN_FLIGHT: usize = 4;
 
