@@ -465,6 +465,20 @@ impl Connection {
         }
     }
 
+    /// Lends the input buffer to a driver that reads the transport straight into it
+    /// (appending after the bytes it holds), which saves copying every byte received.
+    /// Give it back with [`Connection::put_input_buffer`] before calling
+    /// [`Connection::handle_input`] (with no further bytes) to process what was read.
+    pub fn take_input_buffer(&mut self) -> BytesMut {
+        std::mem::take(&mut self.inbuf)
+    }
+
+    /// Gives back the buffer [`Connection::take_input_buffer`] lent, with the bytes read
+    /// into it appended.
+    pub fn put_input_buffer(&mut self, buf: BytesMut) {
+        self.inbuf = buf;
+    }
+
     /// Feeds bytes received from the peer.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), Error> {
         self.check_open()?;

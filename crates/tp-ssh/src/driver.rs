@@ -6,7 +6,8 @@ use std::future::poll_fn;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -239,17 +240,113 @@ impl Shared {
 
 struct Inner {
     shared: Mutex<Shared>,
+    /// Tasks that found `shared` locked and returned `Pending` until it is released (so
+    /// a worker thread is not parked while another decrypts or encrypts under the lock).
+    lock_waiters: Mutex<Vec<Waker>>,
+    /// Whether `lock_waiters` may be non-empty (checked on every release).
+    has_lock_waiters: AtomicBool,
     write_notify: Notify,
     /// Signalled by the writer after each write (the reader waits on it when output piles up).
     drained: Notify,
 }
 
+/// The locked state; on release it wakes the tasks that found the lock taken.
+struct Guard<'a> {
+    guard: Option<MutexGuard<'a, Shared>>,
+    inner: &'a Inner,
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        match &self.guard {
+            Some(g) => g,
+            None => unreachable!("the guard is only emptied on drop"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Shared {
+        match &mut self.guard {
+            Some(g) => g,
+            None => unreachable!("the guard is only emptied on drop"),
+        }
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        // Unlock first, then look for waiters: a waiter registers before its second
+        // try, so either that try succeeds or this release sees it (both SeqCst).
+        drop(self.guard.take());
+        if self.inner.has_lock_waiters.swap(false, Ordering::SeqCst) {
+            let waiters = std::mem::take(
+                &mut *self
+                    .inner
+                    .lock_waiters
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            for w in waiters {
+                w.wake();
+            }
+        }
+    }
+}
+
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+    /// Locks the state, blocking the thread while another holds it (the short sections:
+    /// application calls, setup and teardown).
+    fn lock(&self) -> Guard<'_> {
         // A poisoned lock means a panic elsewhere; keep going with the data as it is.
-        self.shared
+        let guard = self
+            .shared
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Guard {
+            guard: Some(guard),
+            inner: self,
+        }
+    }
+
+    /// Locks the state, or registers `cx` to be woken when the holder releases it and
+    /// returns `Pending`: the paths that meet the reader's decryption and a writer's
+    /// encryption under bulk transfer yield the thread instead of parking it.
+    fn poll_lock(&self, cx: &mut Context<'_>) -> Poll<Guard<'_>> {
+        let attempt = || match self.shared.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(g) = attempt() {
+            return Poll::Ready(Guard {
+                guard: Some(g),
+                inner: self,
+            });
+        }
+        {
+            let mut w = self
+                .lock_waiters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+        }
+        self.has_lock_waiters.store(true, Ordering::SeqCst);
+        match attempt() {
+            Some(g) => Poll::Ready(Guard {
+                guard: Some(g),
+                inner: self,
+            }),
+            None => Poll::Pending,
+        }
+    }
+
+    /// [`Inner::poll_lock`] as a future, for the connection's own tasks.
+    async fn lock_async(&self) -> Guard<'_> {
+        poll_fn(|cx| self.poll_lock(cx)).await
     }
 }
 
@@ -286,21 +383,27 @@ const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 64 * 1024;
 
 async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
-    let mut buf = vec![0u8; READ_BUF_MIN];
+    // How much room the next read gets: doubles while reads fill it, up to
+    // READ_BUF_MAX, and falls back once traffic is light.
+    let mut room = READ_BUF_MIN;
     loop {
-        let (deadline, backlog) = {
-            let s = inner.lock();
+        // The connection's own input buffer is lent to this read, so received bytes
+        // land where they are decrypted (no copy).
+        let (deadline, backlog, mut input) = {
+            let mut s = inner.lock_async().await;
             if s.conn.is_closed() {
                 break;
             }
             (
                 s.conn.poll_timeout(),
                 s.conn.pending_output() > READ_PAUSE_OUTPUT,
+                s.conn.take_input_buffer(),
             )
         };
         if backlog {
             // The peer is not reading what we owe it (replies, window adjusts): stop
             // reading its input until the socket drains, so our output stays bounded.
+            inner.lock_async().await.conn.put_input_buffer(input);
             inner.write_notify.notify_one();
             inner.drained.notified().await;
             continue;
@@ -311,9 +414,12 @@ async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
                 None => std::future::pending().await,
             }
         };
+        input.reserve(room);
+        let offered = input.capacity() - input.len();
         tokio::select! {
-            r = rd.read(&mut buf) => {
-                let mut s = inner.lock();
+            r = rd.read_buf(&mut input) => {
+                let mut s = inner.lock_async().await;
+                s.conn.put_input_buffer(input);
                 match r {
                     Ok(0) => {
                         let _ = s.conn.handle_timeout(Instant::now());
@@ -322,12 +428,11 @@ async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
                         }
                     }
                     Ok(n) => {
-                        let _ = s.conn.handle_input(&buf[..n], Instant::now());
-                        // Grow while reads fill the buffer; fall back once traffic is light.
-                        if n == buf.len() && buf.len() < READ_BUF_MAX {
-                            buf = vec![0u8; buf.len() * 2];
-                        } else if n < READ_BUF_MIN && buf.len() > READ_BUF_MIN {
-                            buf = vec![0u8; READ_BUF_MIN];
+                        let _ = s.conn.handle_input(&[], Instant::now());
+                        if n >= offered.min(room) && room < READ_BUF_MAX {
+                            room *= 2;
+                        } else if n < READ_BUF_MIN {
+                            room = READ_BUF_MIN;
                         }
                     }
                     Err(_) => s.conn.disconnect("read error"),
@@ -335,7 +440,8 @@ async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
                 s.dispatch();
             }
             () = sleep => {
-                let mut s = inner.lock();
+                let mut s = inner.lock_async().await;
+                s.conn.put_input_buffer(input);
                 let _ = s.conn.handle_timeout(Instant::now());
                 s.dispatch();
             }
@@ -348,14 +454,14 @@ async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
 async fn writer<W: AsyncWrite + Unpin>(inner: Arc<Inner>, mut wr: W) {
     loop {
         let (out, closed) = {
-            let mut s = inner.lock();
+            let mut s = inner.lock_async().await;
             (s.conn.poll_transmit(), s.conn.is_closed())
         };
         match out {
             Some(out) => {
                 let ok = wr.write_all(&out).await.is_ok() && wr.flush().await.is_ok();
                 inner.drained.notify_one();
-                let mut s = inner.lock();
+                let mut s = inner.lock_async().await;
                 for w in s.drain_wakers.drain(..) {
                     w.wake();
                 }
@@ -431,6 +537,8 @@ impl Session {
         }
         let (auth_tx, auth_rx) = oneshot::channel();
         let inner = Arc::new(Inner {
+            lock_waiters: Mutex::new(Vec::new()),
+            has_lock_waiters: AtomicBool::new(false),
             shared: Mutex::new(Shared {
                 conn,
                 slots: HashMap::new(),
@@ -794,7 +902,9 @@ impl Channel {
         code: Option<u32>,
         buf: &[u8],
     ) -> Poll<Result<usize, Error>> {
-        let mut s = self.inner.lock();
+        let Poll::Ready(mut s) = self.inner.poll_lock(cx) else {
+            return Poll::Pending;
+        };
         if s.conn.is_closed() {
             return Poll::Ready(Err(conn_error(&s)));
         }
@@ -827,7 +937,9 @@ impl AsyncRead for Channel {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut s = self.inner.lock();
+        let Poll::Ready(mut s) = self.inner.poll_lock(cx) else {
+            return Poll::Pending;
+        };
         let closed = s.conn.is_closed();
         let err = if closed { Some(conn_error(&s)) } else { None };
         let Some(slot) = s.slots.get_mut(&self.id) else {
