@@ -61,6 +61,15 @@ fn request(token: &str, role: &str) -> (RegisterUsingTokenRequest, PrivateKey) {
     )
 }
 
+/// The `instance.join` audit events so far.
+async fn joins(cluster: &TestCluster) -> Vec<tp_auth::audit::AuditEvent> {
+    let page = cluster.auth.list_audit_events("", 1000).await.unwrap();
+    page.events
+        .into_iter()
+        .filter(|e| e.event == "instance.join")
+        .collect()
+}
+
 fn pin_of(cluster: &TestCluster) -> String {
     let der = CertificateDer::from_pem_slice(&cluster.host_ca_pem()).unwrap();
     tp_creds::cert::ca_pin(&der, "host CA").unwrap()
@@ -126,16 +135,7 @@ async fn a_proxy_joins_with_a_token_and_gets_a_proxy_identity() {
     register_using_token(&cfg, again).await.unwrap();
 
     // Audited, the token masked.
-    let events = cluster
-        .auth
-        .list_audit_events("", 1000)
-        .await
-        .unwrap()
-        .events;
-    let joins: Vec<_> = events
-        .iter()
-        .filter(|e| e.event == "instance.join")
-        .collect();
+    let joins = joins(&cluster).await;
     assert_eq!(joins.len(), 2);
     assert!(
         joins
@@ -212,16 +212,7 @@ async fn join_refusals_say_what_they_may_and_are_audited() {
     let e = register_using_token(&other, req).await.unwrap_err();
     assert!(e.to_string().contains("matches none of the CA pins"), "{e}");
 
-    let events = cluster
-        .auth
-        .list_audit_events("", 1000)
-        .await
-        .unwrap()
-        .events;
-    let joins: Vec<_> = events
-        .iter()
-        .filter(|e| e.event == "instance.join")
-        .collect();
+    let joins = joins(&cluster).await;
     assert_eq!(
         joins.len(),
         10,

@@ -284,6 +284,21 @@ fn proxy_principals(listen: &[SocketAddr], public: &str) -> Vec<String> {
     names
 }
 
+/// The fingerprints of a CA's active SSH keys: whom the tunnel lets in, for the user CA.
+fn ssh_fingerprints(ca: &tp_proto::types::CertAuthorityV2) -> Vec<ssh_key::Fingerprint> {
+    ca.spec
+        .as_ref()
+        .and_then(|s| s.active_keys.as_ref())
+        .map(|k| k.ssh.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| {
+            ssh_key::PublicKey::from_openssh(String::from_utf8_lossy(&k.public_key).trim()).ok()
+        })
+        .map(|k| tp_ssh::fingerprint(&k))
+        .collect()
+}
+
 /// The proxy's identity beside a local Auth server: certificates signed here with the
 /// host CA (a fresh Ed25519 tunnel host key; principals naming the listen addresses,
 /// `localhost` and the public host, since clients check the name they dialled).
@@ -327,19 +342,7 @@ async fn local_proxy_identity(
     let host_key = tp_ssh::KeyPair::new(&ssh_key)
         .and_then(|k| k.with_certificate(cert))
         .map_err(|e| fail("host key", &e))?;
-    let user_cas: Vec<_> = state
-        .user_ca
-        .spec
-        .as_ref()
-        .and_then(|s| s.active_keys.as_ref())
-        .map(|k| k.ssh.iter().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|k| {
-            ssh_key::PublicKey::from_openssh(String::from_utf8_lossy(&k.public_key).trim()).ok()
-        })
-        .map(|k| tp_ssh::fingerprint(&k))
-        .collect();
+    let user_cas = ssh_fingerprints(&state.user_ca);
     let client_issued = ca::issue_host(
         &state.host_ca,
         &format!("proxy.{}", state.name),
@@ -415,18 +418,7 @@ async fn joined_proxy_identity(
         .get_cert_authority("user", &cluster_name, false)
         .await
         .map_err(|e| fail("reading the user CA", &e))?;
-    let user_cas: Vec<_> = user_ca
-        .spec
-        .as_ref()
-        .and_then(|s| s.active_keys.as_ref())
-        .map(|k| k.ssh.iter().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|k| {
-            ssh_key::PublicKey::from_openssh(String::from_utf8_lossy(&k.public_key).trim()).ok()
-        })
-        .map(|k| tp_ssh::fingerprint(&k))
-        .collect();
+    let user_cas = ssh_fingerprints(&user_ca);
     let ssh_line = bundle.ssh_cert.as_deref().unwrap_or_default();
     let cert = tp_creds::cert::parse_ssh_cert(ssh_line, &origin.display().to_string())
         .map_err(|e| CliError::plain(e.to_string()))?;

@@ -13,11 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use tonic::transport::{Channel, Endpoint};
 use tp_proto::proto::Certs;
 use tp_proto::proto::auth_service_client::AuthServiceClient;
@@ -25,6 +23,7 @@ use tp_proto::proto::join_service_client::JoinServiceClient;
 use tp_proto::types::RegisterUsingTokenRequest;
 use tp_transport::addr::HostPort;
 use tp_transport::connector::{Connector, Target};
+use tp_transport::danger::NoServerVerification;
 
 use crate::{Error, ErrorKind, Result};
 
@@ -55,56 +54,6 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Accepts any server certificate but still checks the handshake signatures: used only
-/// to fetch the CA that the pins then check, or when there are no pins.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn tls_error(e: rustls::Error) -> Error {
     Error::new(ErrorKind::BadParameter, format!("TLS configuration: {e}"))
 }
@@ -124,7 +73,7 @@ fn tls(roots: Option<Vec<CertificateDer<'static>>>) -> Result<rustls::ClientConf
         }
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider())))
+            .with_custom_certificate_verifier(Arc::new(NoServerVerification::new(provider())))
             .with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];

@@ -32,6 +32,7 @@
 pub mod addr;
 pub mod alpn;
 pub mod connector;
+pub mod danger;
 pub mod dial;
 pub mod discovery;
 pub mod proxy_env;
