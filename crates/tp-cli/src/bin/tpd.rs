@@ -14,7 +14,7 @@ use tp_cli::report;
 #[command(
     name = "tpd",
     version,
-    about = "Runs a tp cluster: the Auth server and the Proxy"
+    about = "Runs a tp cluster: the Auth server and the Proxy, together or apart"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,7 +27,8 @@ struct Cli {
     reason = "parsed once per run; boxing clap's fields buys nothing"
 )]
 enum Command {
-    /// Starts the Auth server and the Proxy; writes the local admin identity for tpctl.
+    /// Starts the Auth server and the Proxy (or one of them, --roles); the Auth server writes
+    /// the local admin identity for tpctl.
     Start {
         /// Where the cluster's state (DIR/backend/sqlite.db) and the admin identity live.
         #[arg(long, value_name = "DIR")]
