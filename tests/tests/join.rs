@@ -97,6 +97,9 @@ async fn a_proxy_joins_with_a_token_and_gets_a_proxy_identity() {
     assert_eq!(id.username, format!("{}.example.com", req.host_id));
     assert_eq!(id.groups, ["Proxy"]);
     tp_creds::cert::check_x509_key(&der, &key, "joined").unwrap();
+    // Long-lived, as Teleport's host certificates are (replaced by CA rotation).
+    let validity = tp_creds::cert::x509_validity(&der, "joined").unwrap();
+    assert!((validity.not_after - now() - tp_auth::service::HOST_CERT_TTL).abs() < 120);
     // SSH: a host certificate for the same key with Teleport's extensions.
     let ssh =
         tp_creds::cert::parse_ssh_cert(std::str::from_utf8(&certs.ssh).unwrap(), "ssh").unwrap();

@@ -30,9 +30,10 @@ use tp_proto::types::{ProvisionTokenV2, RegisterUsingTokenRequest};
 use super::{AuthServer, bad, expires_of, spki_from};
 use crate::store::Kind;
 
-/// How long a joined host's certificates are valid: a year. A host rejoins with a new
-/// token after that.
-pub const HOST_CERT_TTL: i64 = 365 * 86400;
+/// How long a joined host's certificates are valid: ten years, the CAs' own lifetime, as
+/// Teleport issues host certificates (they are replaced by rotating the host CA, not by
+/// expiry). Deleting the host's identity and joining again also replaces them.
+pub const HOST_CERT_TTL: i64 = 3650 * 86400;
 
 /// Teleport's system roles, spelled as certificates carry them. `Admin` and `Auth` are
 /// missing on purpose: nothing may join as the cluster's administrator, and a cluster
