@@ -16,7 +16,6 @@ use anyhow::{Context as _, bail, ensure};
 use tp_client::{Client, Config};
 use tp_creds::{Format, IdentityBundle, IdentityFile, KeyAlgorithm, PrivateKey};
 use tp_proto::proto::UserCertsRequest;
-use tp_proto::types::{Metadata, UserSpecV2, UserV2};
 
 /// Connections per side and address.
 const N: u32 = 50;
@@ -45,19 +44,7 @@ fn build_go(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
 /// An identity file for a new user `bench` (role `editor`), written to `path`.
 async fn identity(admin: &Client, host_ca_pem: String, path: &Path) -> anyhow::Result<()> {
     admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: "bench".into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: vec!["editor".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(tp_proto::types::UserV2::new("bench", &["editor"]))
         .await?;
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)?;
     let spki = tp_creds::pem::encode("PUBLIC KEY", &key.public_key_spki_der()?);

@@ -320,19 +320,10 @@ async fn rpc() -> anyhow::Result<bool> {
         ..Default::default()
     };
     admin
-        .create_user(tp_proto::types::UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(tp_proto::types::Metadata {
-                name: "admin.example.com".into(),
-                ..Default::default()
-            }),
-            spec: Some(tp_proto::types::UserSpecV2 {
-                roles: vec!["api-role".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(tp_proto::types::UserV2::new(
+            "admin.example.com",
+            &["api-role"],
+        ))
         .await?;
     let certs_client = admin.clone();
     let gen_rate = rate(move || {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tp_creds::{Format, IdentityBundle, KeyAlgorithm, PrivateKey, ProfileConfig, write_profile};
 use tp_proto::proto::UserCertsRequest;
-use tp_proto::types::{Metadata, RoleConditions, RoleSpecV6, RoleV6, Rule, UserSpecV2, UserV2};
+use tp_proto::types::{Metadata, RoleConditions, RoleSpecV6, RoleV6, Rule, UserV2};
 use tp_tests::cluster::{TestCluster, now};
 
 fn run(bin: &str, args: &[&str]) -> Output {
@@ -56,19 +56,7 @@ async fn seed(c: &TestCluster, dir: &std::path::Path) {
         .await
         .unwrap();
     admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: "api-user".into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: vec!["api-role".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(UserV2::new("api-user", &["api-role"]))
         .await
         .unwrap();
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();

@@ -179,19 +179,7 @@ impl TestCluster {
     ) -> tp_creds::IdentityBundle {
         let admin = self.admin().await;
         admin
-            .create_user(tp_proto::types::UserV2 {
-                kind: "user".into(),
-                version: "v2".into(),
-                metadata: Some(tp_proto::types::Metadata {
-                    name: name.into(),
-                    ..Default::default()
-                }),
-                spec: Some(tp_proto::types::UserSpecV2 {
-                    roles: roles.iter().map(|r| (*r).to_string()).collect(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+            .create_user(tp_proto::types::UserV2::new(name, roles))
             .await
             .expect("create the user");
         let key = tp_creds::PrivateKey::generate(tp_creds::KeyAlgorithm::EcdsaP256).expect("a key");
@@ -235,29 +223,20 @@ impl TestCluster {
     /// Creates user `name` holding `roles` (as the admin) and issues a user certificate
     /// for them from the user CA, valid for an hour.
     pub async fn add_user(&self, name: &str, roles: &[&str]) -> Issued {
-        let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
         self.admin()
             .await
-            .create_user(tp_proto::types::UserV2 {
-                kind: "user".into(),
-                version: "v2".into(),
-                metadata: Some(tp_proto::types::Metadata {
-                    name: name.into(),
-                    ..Default::default()
-                }),
-                spec: Some(tp_proto::types::UserSpecV2 {
-                    roles: roles.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+            .create_user(tp_proto::types::UserV2::new(name, roles))
             .await
             .expect("create the user");
         let key = tp_creds::PrivateKey::generate(tp_creds::KeyAlgorithm::EcdsaP256).expect("a key");
         let cert_pem = tp_auth::usercert::UserCaSigner::new(&self.state.user_ca)
             .expect("the user CA")
             .issue_tls(
-                &tp_auth::usercert::UserIdentity::new(name, roles, "example.com"),
+                &tp_auth::usercert::UserIdentity::new(
+                    name,
+                    roles.iter().map(|r| (*r).to_string()).collect(),
+                    "example.com",
+                ),
                 &key.public_key_spki_der().expect("the public key"),
                 now() - 60,
                 now() + 3600,

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tp_client::UserTokenType;
 use tp_proto::proto::ChangeUserAuthenticationRequest;
-use tp_proto::types::{Metadata, UserSpecV2, UserV2};
+use tp_proto::types::UserV2;
 use tp_proxy::web::{WebConfig, router};
 use tp_tests::cluster::TestCluster;
 use tp_transport::discovery::ProxySettings;
@@ -42,19 +42,7 @@ async fn password_login_returns_certificates() {
     let admin = c.admin().await;
     let proxy_identity = c.client(&c.host_identity("Proxy")).await;
     admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: "alice".into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: vec!["access".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(UserV2::new("alice", &["access"]))
         .await
         .unwrap();
     let token = admin

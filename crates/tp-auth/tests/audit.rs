@@ -8,7 +8,7 @@ use tp_auth::ca::Issued;
 use tp_client::ErrorKind;
 use tp_proto::proto::UserCertsRequest;
 use tp_proto::resource::{Resource, parse};
-use tp_proto::types::{Metadata, RoleV6, UserSpecV2, UserV2};
+use tp_proto::types::{RoleV6, UserV2};
 use tp_tests::cluster::TestCluster;
 
 fn role(yaml: &str) -> RoleV6 {
@@ -40,19 +40,7 @@ async fn create_denied_create_and_certificates_are_audited() {
         .await
         .unwrap();
     admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: "api-user".into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: vec!["api-role".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(UserV2::new("api-user", &["api-role"]))
         .await
         .unwrap();
 

@@ -10,9 +10,7 @@ use tp_auth::store::BackendStore;
 use tp_backend::{Backend, ManualClock, MemoryBackend, Options};
 use tp_client::{ErrorKind, UserTokenType};
 use tp_proto::proto::{Operation, Watch, event::Resource as R};
-use tp_proto::types::{
-    Metadata, ProvisionTokenSpecV2, ProvisionTokenV2, UserSpecV2, UserV2, WatchKind,
-};
+use tp_proto::types::{Metadata, ProvisionTokenSpecV2, ProvisionTokenV2, WatchKind};
 use tp_tests::cluster::TestCluster;
 
 fn secs(t: SystemTime) -> i64 {
@@ -63,19 +61,7 @@ async fn tokens_expire_with_their_backend_items() {
     );
 
     admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: "alice".into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: vec!["access".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(tp_proto::types::UserV2::new("alice", &["access"]))
         .await
         .unwrap();
     let invite = admin

@@ -10,7 +10,7 @@ use tp_auth::store::{BackendStore, Store};
 use tp_backend::SqliteBackend;
 use tp_proto::proto::UserCertsRequest;
 use tp_proto::resource::{Resource, parse};
-use tp_proto::types::{Metadata, UserSpecV2, UserV2};
+use tp_proto::types::UserV2;
 use tp_tests::cluster::TestCluster;
 
 async fn open(path: &Path) -> Arc<dyn Store> {
@@ -36,19 +36,7 @@ async fn a_restart_from_the_same_database_keeps_the_cluster() {
     };
     admin.create_role(role).await.unwrap();
     admin
-        .create_user(UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(Metadata {
-                name: "api-user".into(),
-                ..Default::default()
-            }),
-            spec: Some(UserSpecV2 {
-                roles: vec!["api-role".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .create_user(UserV2::new("api-user", &["api-role"]))
         .await
         .unwrap();
     let role_before = admin.get_role("api-role").await.unwrap();

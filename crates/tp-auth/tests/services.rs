@@ -15,9 +15,7 @@ use tp_proto::proto::auth_service_server::AuthServiceServer;
 use tp_proto::resource::{Resource, parse};
 use tp_proto::teleport::clusterconfig::v1::cluster_config_service_server::ClusterConfigServiceServer;
 use tp_proto::teleport::users::v1::users_service_server::UsersServiceServer;
-use tp_proto::types::{
-    Metadata, ProvisionTokenSpecV2, ProvisionTokenV2, RoleV6, UserSpecV2, UserV2,
-};
+use tp_proto::types::{Metadata, ProvisionTokenSpecV2, ProvisionTokenV2, RoleV6, UserV2};
 use tp_tests::pki::{Ca, client_tls, connect};
 use tp_transport::addr::HostPort;
 
@@ -99,22 +97,6 @@ fn seed_role() -> RoleV6 {
     )
 }
 
-fn user(name: &str, roles: &[&str]) -> UserV2 {
-    UserV2 {
-        kind: "user".into(),
-        version: "v2".into(),
-        metadata: Some(Metadata {
-            name: name.into(),
-            ..Default::default()
-        }),
-        spec: Some(UserSpecV2 {
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn the_seed_walkthrough() {
     let c = Cluster::start().await;
@@ -125,7 +107,7 @@ async fn the_seed_walkthrough() {
         "the stored role carries a revision"
     );
     admin
-        .create_user(user("api-user", &["api-role"]))
+        .create_user(UserV2::new("api-user", &["api-role"]))
         .await
         .unwrap();
 
@@ -184,7 +166,7 @@ async fn error_kinds_and_conditional_updates() {
 
     // A role in use cannot be deleted; a missing one is NotFound.
     admin
-        .create_user(user("api-user", &["api-role"]))
+        .create_user(UserV2::new("api-user", &["api-role"]))
         .await
         .unwrap();
     assert_eq!(
@@ -201,7 +183,7 @@ async fn error_kinds_and_conditional_updates() {
     // A user whose role does not exist is refused.
     assert_eq!(
         admin
-            .create_user(user("x", &["ghost"]))
+            .create_user(UserV2::new("x", &["ghost"]))
             .await
             .unwrap_err()
             .kind(),
@@ -281,7 +263,7 @@ async fn invite_then_set_password_once() {
     let admin = c.admin().await;
     admin.create_role(seed_role()).await.unwrap();
     admin
-        .create_user(user("api-user", &["api-role"]))
+        .create_user(UserV2::new("api-user", &["api-role"]))
         .await
         .unwrap();
 
@@ -412,7 +394,7 @@ async fn a_watcher_sees_init_then_puts_and_deletes() {
     assert_eq!(r.metadata.unwrap().name, "api-role");
     // Other kinds are not sent.
     admin
-        .create_user(user("someone", &["api-role"]))
+        .create_user(UserV2::new("someone", &["api-role"]))
         .await
         .unwrap();
     admin.delete_user("someone").await.unwrap();

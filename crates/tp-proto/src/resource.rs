@@ -40,8 +40,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::types::{
-    BoolValue, CertAuthorityV2, IdPOptions, IdPsamlOptions, KubernetesResource, ProvisionTokenV2,
-    RecordSession, RoleConditions, RoleV6, UserTokenV3, UserV2,
+    BoolValue, CertAuthorityV2, IdPOptions, IdPsamlOptions, KubernetesResource, Metadata,
+    ProvisionTokenV2, RecordSession, RoleConditions, RoleV6, UserSpecV2, UserTokenV3, UserV2,
 };
 use crate::wrappers::{LabelValues, StringValues};
 
@@ -152,6 +152,32 @@ pub enum Resource {
     CertAuthority(CertAuthorityV2),
     /// `kind: user_token` (read-only: an invite or reset token as the server returns it).
     UserToken(UserTokenV3),
+}
+
+impl UserV2 {
+    /// A user resource (`kind: user`, `version: v2`) named `name` holding `roles`, as
+    /// Teleport's `types.NewUser` makes one; the other fields keep their defaults.
+    ///
+    /// ```
+    /// let u = tp_proto::types::UserV2::new("alice", &["access"]);
+    /// assert_eq!(u.metadata.unwrap().name, "alice");
+    /// assert_eq!(u.spec.unwrap().roles, ["access"]);
+    /// ```
+    pub fn new(name: &str, roles: &[&str]) -> Self {
+        Self {
+            kind: "user".into(),
+            version: "v2".into(),
+            metadata: Some(Metadata {
+                name: name.into(),
+                ..Default::default()
+            }),
+            spec: Some(UserSpecV2 {
+                roles: roles.iter().map(|r| (*r).to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
 }
 
 impl Resource {
@@ -564,7 +590,7 @@ fn valid_label_key(k: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"/._:*-".contains(&b))
 }
 
-fn metadata_check(md: &mut Option<crate::types::Metadata>) -> Result<(), Problem> {
+fn metadata_check(md: &mut Option<Metadata>) -> Result<(), Problem> {
     let md = md.get_or_insert_with(Default::default);
     if md.name.is_empty() {
         return Err(problem("metadata", ResourceErrorKind::MissingField("name")));

@@ -11,7 +11,7 @@ use tp_cli::paths::{AdminIdentity, default_data_dir};
 use tp_cli::{CliError, report, short_duration};
 use tp_client::{Client, ErrorKind, UserTokenType};
 use tp_proto::resource::{self, Resource};
-use tp_proto::types::{Metadata, UserSpecV2, UserV2};
+use tp_proto::types::{Metadata, UserV2};
 use tp_proto::wrappers::{LabelValues, StringValues};
 use tp_transport::addr::{PortRule, parse_host_port};
 
@@ -498,20 +498,11 @@ async fn users_add(
         )]
         .into(),
     };
-    let user = UserV2 {
-        kind: "user".into(),
-        version: "v2".into(),
-        metadata: Some(Metadata {
-            name: name.into(),
-            ..Default::default()
-        }),
-        spec: Some(UserSpecV2 {
-            roles: roles.to_vec(),
-            traits: Some(traits),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let mut user = UserV2::new(name, &roles);
+    if let Some(spec) = user.spec.as_mut() {
+        spec.traits = Some(traits);
+    }
     c.create_user(user).await.map_err(|e| {
         if e.kind() == ErrorKind::AlreadyExists {
             CliError::new(
