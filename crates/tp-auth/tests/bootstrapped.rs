@@ -144,6 +144,38 @@ async fn certificates_issued_by_the_cluster_log_a_user_in() {
     );
     assert_eq!(certs.tlsca_certs.len(), 1);
 
+    // An edited role takes effect on the next issuance (decoded roles are cached by
+    // revision, never beyond it).
+    let mut edited = admin.get_role("api-role").await.unwrap();
+    edited
+        .spec
+        .as_mut()
+        .unwrap()
+        .options
+        .as_mut()
+        .unwrap()
+        .max_session_ttl = 3600 * 1_000_000_000;
+    admin.update_role(edited).await.unwrap();
+    let again = admin
+        .generate_user_certs(UserCertsRequest {
+            username: "api-user".into(),
+            ssh_public_key: ssh_key.public_key().to_openssh().unwrap().into_bytes(),
+            expires: Some(prost_types::Timestamp {
+                seconds: now() + 100 * 3600,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let again = ssh_key::Certificate::from_openssh(std::str::from_utf8(&again.ssh).unwrap().trim())
+        .unwrap();
+    let lifetime = again.valid_before() as i64 - now();
+    assert!(
+        (3400..=3700).contains(&lifetime),
+        "capped at the edited role's 1h: {lifetime}"
+    );
+
     // api-user logs in with them: may read its role, may not list users.
     let issued = Issued {
         cert_pem: String::from_utf8(certs.tls).unwrap(),

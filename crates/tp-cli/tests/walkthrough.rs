@@ -1891,6 +1891,29 @@ async fn a_proxy_started_alone_joins_with_a_token_file() {
     let e = tpd_fails(&proxy_dir, &["--auth-server", &auth_addr]);
     assert!(e.contains("has not joined a cluster yet"), "{e}");
     assert!(!proxy_dir.join("proxy/identity").exists());
+    // The flags that go with joining: an Auth server to join, a well-formed pin, and
+    // no join flags beside a local Auth server.
+    let e = tpd_fails(&proxy_dir, &["--token", token_file.to_str().unwrap()]);
+    assert!(e.contains("--roles proxy needs --auth-server"), "{e}");
+    let e = tpd_fails(
+        &proxy_dir,
+        &["--auth-server", &auth_addr, "--ca-pin", "sha256:ab"],
+    );
+    assert!(e.contains("expected sha256: and 64 hex digits"), "{e}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tpd"))
+        .args([
+            "start",
+            "--in-memory",
+            "--auth-server",
+            &auth_addr,
+            "--data-dir",
+        ])
+        .arg(&proxy_dir)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{e}");
+    assert!(e.contains("are for a proxy started alone"), "{e}");
 
     let proxy_args = [
         "--roles",
@@ -1994,8 +2017,32 @@ async fn a_proxy_started_alone_joins_with_a_token_file() {
         .unwrap();
     assert_eq!(client.ping().await.unwrap().cluster_name, "example.com");
 
-    // Told to trust another cluster's CA, the stored identity is refused, naming it.
+    // Given a token again and a public name its certificates lack, it joins again so
+    // that clients dialling that name accept it.
     drop(client);
+    let (dir_back, _) = proxy.stop();
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let renamed = [
+        &proxy_args[..],
+        &["--public-addr", "proxy.example.test:443"],
+    ]
+    .concat();
+    let proxy = tpd_in(dir_back, &renamed);
+    let bundle = tp_creds::IdentityBundle::parse(
+        &std::fs::read_to_string(proxy.dir.path().join("proxy/identity")).unwrap(),
+        "identity",
+    )
+    .unwrap();
+    let ssh = tp_creds::cert::parse_ssh_cert(bundle.ssh_cert.as_deref().unwrap(), "ssh").unwrap();
+    assert!(
+        ssh.valid_principals()
+            .iter()
+            .any(|p| p == "proxy.example.test"),
+        "{:?}",
+        ssh.valid_principals()
+    );
+
+    // Told to trust another cluster's CA, the stored identity is refused, naming it.
     let (dir_back, _) = proxy.stop();
     let e = tpd_fails(
         dir_back.path(),

@@ -296,6 +296,26 @@ impl Drop for Guard<'_> {
 }
 
 impl Inner {
+    fn new(conn: Connection, auth_tx: Option<oneshot::Sender<AuthInfo>>) -> Self {
+        Self {
+            lock_waiters: Mutex::new(Vec::new()),
+            has_lock_waiters: AtomicBool::new(false),
+            shared: Mutex::new(Shared {
+                conn,
+                slots: HashMap::new(),
+                incoming: VecDeque::new(),
+                incoming_waker: None,
+                globals: VecDeque::new(),
+                auth_tx,
+                drain_wakers: Vec::new(),
+                closed_waiters: Vec::new(),
+                kex_count: 0,
+            }),
+            write_notify: Notify::new(),
+            drained: Notify::new(),
+        }
+    }
+
     /// Locks the state, blocking the thread while another holds it (the short sections:
     /// application calls, setup and teardown).
     fn lock(&self) -> Guard<'_> {
@@ -536,23 +556,7 @@ impl Session {
             return Err(e.clone());
         }
         let (auth_tx, auth_rx) = oneshot::channel();
-        let inner = Arc::new(Inner {
-            lock_waiters: Mutex::new(Vec::new()),
-            has_lock_waiters: AtomicBool::new(false),
-            shared: Mutex::new(Shared {
-                conn,
-                slots: HashMap::new(),
-                incoming: VecDeque::new(),
-                incoming_waker: None,
-                globals: VecDeque::new(),
-                auth_tx: Some(auth_tx),
-                drain_wakers: Vec::new(),
-                closed_waiters: Vec::new(),
-                kex_count: 0,
-            }),
-            write_notify: Notify::new(),
-            drained: Notify::new(),
-        });
+        let inner = Arc::new(Inner::new(conn, Some(auth_tx)));
         let (rd, wr) = tokio::io::split(stream);
         tokio::spawn(reader(inner.clone(), rd));
         tokio::spawn(writer(inner.clone(), wr));
@@ -1023,5 +1027,60 @@ impl Drop for Channel {
         }
         drop(s);
         self.inner.write_notify.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn inner() -> Inner {
+        let key = ssh_key::PrivateKey::random(
+            &mut ssh_key::rand_core::OsRng,
+            ssh_key::Algorithm::Ed25519,
+        )
+        .unwrap();
+        let user = crate::KeyPair::new(&key).unwrap();
+        let config = Arc::new(ClientConfig::new("alice", Arc::new(user)));
+        Inner::new(Connection::client(config, Instant::now()), None)
+    }
+
+    #[test]
+    fn a_task_that_finds_the_lock_taken_is_woken_when_it_is_released() {
+        let inner = inner();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        // Free: taken at once, and releasing it wakes nobody.
+        let Poll::Ready(g) = inner.poll_lock(&mut cx) else {
+            panic!("a free lock is taken at once");
+        };
+        drop(g);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+
+        // Held: the poller gets Pending (its thread is not parked) and is woken once on
+        // release; polling again then takes it.
+        let held = inner.lock();
+        assert!(inner.poll_lock(&mut cx).is_pending());
+        assert!(inner.poll_lock(&mut cx).is_pending());
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        drop(held);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "one wake, not one per poll"
+        );
+        assert!(inner.poll_lock(&mut cx).is_ready());
     }
 }

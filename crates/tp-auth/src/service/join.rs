@@ -348,3 +348,57 @@ impl JoinService for AuthServer {
         res.map(Response::new)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_count_per_address_and_per_ipv6_64_and_refunds_give_back() {
+        let f = JoinFailures::default();
+        let now = Instant::now();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..MAX_FAILED_JOINS {
+            assert!(f.begin(a, now));
+        }
+        assert!(
+            !f.begin(a, now),
+            "the eleventh attempt in the window is refused"
+        );
+        // A refunded attempt (not a refused token) frees its slot.
+        f.refund(a);
+        assert!(f.begin(a, now));
+        // Another address has its own allowance; the window's end resets it.
+        assert!(f.begin("192.0.2.2".parse().unwrap(), now));
+        assert!(f.begin(a, now + FAILED_JOIN_WINDOW + Duration::from_secs(1)));
+
+        // Addresses in one IPv6 /64 share an allowance.
+        let b: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        for i in 0..MAX_FAILED_JOINS {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 10).parse().unwrap();
+            assert!(f.begin(ip, now));
+        }
+        assert!(!f.begin(b, now));
+        assert!(f.begin("2001:db8:1:3::1".parse().unwrap(), now));
+    }
+
+    #[test]
+    fn host_ids_must_be_id_like_and_not_a_built_in_name() {
+        assert!(valid_host_id("0b5c6a1e-5f3e-4e0c-9d47-1f2a3b4c5d6e"));
+        assert!(valid_host_id("i-0123_abc"));
+        for bad in [
+            "",
+            "admin",
+            "Auth",
+            "proxy",
+            "a.b",
+            "../etc",
+            &"x".repeat(129),
+        ] {
+            assert!(!valid_host_id(bad), "{bad:?}");
+        }
+        assert_eq!(canonical_role("proxy"), Some("Proxy"));
+        assert_eq!(canonical_role("auth"), None);
+        assert_eq!(canonical_role("Admin"), None);
+    }
+}

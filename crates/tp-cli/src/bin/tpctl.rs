@@ -284,8 +284,12 @@ fn auth_address(cli: &Cli) -> Option<String> {
     }
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let bound = std::fs::read_to_string(AdminIdentity::in_dir(&data_dir).auth_addr).ok()?;
-    let bound = bound.trim();
-    // tpd listening on all addresses: no single one to tell another host.
+    advertised(bound.trim())
+}
+
+/// The address to tell another host for the one tpd bound: a wildcard bind names no
+/// single address, so the host is left for the reader to fill in.
+fn advertised(bound: &str) -> Option<String> {
     match bound.parse::<std::net::SocketAddr>() {
         Ok(a) if a.ip().is_unspecified() => Some(format!("<this host>:{}", a.port())),
         _ => Some(bound.to_string()).filter(|s| !s.is_empty()),
@@ -1057,5 +1061,24 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_bind_is_not_advertised_as_an_address() {
+        assert_eq!(
+            advertised("0.0.0.0:3025").as_deref(),
+            Some("<this host>:3025")
+        );
+        assert_eq!(advertised("[::]:3025").as_deref(), Some("<this host>:3025"));
+        assert_eq!(
+            advertised("10.0.0.5:3025").as_deref(),
+            Some("10.0.0.5:3025")
+        );
+        assert_eq!(advertised(""), None);
     }
 }
