@@ -126,21 +126,7 @@ fn host_ca_der(pem: &str) -> anyhow::Result<Vec<u8>> {
 pub(crate) async fn connect_vs_go() -> anyhow::Result<bool> {
     let dir = tempfile::tempdir()?;
     let go = build_go(dir.path())?;
-    let cfg = tp_cli::cluster::ClusterConfig {
-        data_dir: dir.path().join("data"),
-        cluster_name: Some("example.com".into()),
-        storage: tp_cli::cluster::Storage::Memory,
-        auth_addr: "127.0.0.1:0".parse()?,
-        web_addr: "127.0.0.1:0".parse()?,
-        tunnel_addr: "127.0.0.1:0".parse()?,
-        public_addr: None,
-        diag_addr: None,
-        listener_mode: tp_cli::cluster::ListenerMode::Multiplex,
-        signature_algorithm_suite: tp_cli::cluster::SignatureAlgorithmSuite::BalancedV1,
-        web_keypair: None,
-        roles: tp_cli::cluster::Roles::default(),
-        join: None,
-    };
+    let cfg = crate::loopback_cluster(dir.path().join("data"), tp_cli::cluster::Storage::Memory)?;
     let (running, handle) = tp_cli::cluster::start(cfg)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

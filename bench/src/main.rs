@@ -457,14 +457,16 @@ async fn ssh_and_tunnel(want: &dyn Fn(&str) -> bool) -> anyhow::Result<(bool, tu
     Ok((ok, tunnel_pki))
 }
 
-/// Times `tp_cli::cluster::start` (what `tpd start` runs before it prints that it is
-/// ready) on a fresh data directory and again on the same one.
-async fn cold_start() -> anyhow::Result<bool> {
-    let dir = tempfile::tempdir()?;
-    let cfg = tp_cli::cluster::ClusterConfig {
-        data_dir: dir.path().to_path_buf(),
+/// `tpd start`'s configuration for cluster `example.com` in `data_dir`, every listener on
+/// a free loopback port, the rest as tpd's defaults.
+pub(crate) fn loopback_cluster(
+    data_dir: std::path::PathBuf,
+    storage: tp_cli::cluster::Storage,
+) -> anyhow::Result<tp_cli::cluster::ClusterConfig> {
+    Ok(tp_cli::cluster::ClusterConfig {
+        data_dir,
         cluster_name: Some("example.com".into()),
-        storage: tp_cli::cluster::Storage::Sqlite,
+        storage,
         auth_addr: "127.0.0.1:0".parse()?,
         web_addr: "127.0.0.1:0".parse()?,
         tunnel_addr: "127.0.0.1:0".parse()?,
@@ -475,7 +477,14 @@ async fn cold_start() -> anyhow::Result<bool> {
         web_keypair: None,
         roles: tp_cli::cluster::Roles::default(),
         join: None,
-    };
+    })
+}
+
+/// Times `tp_cli::cluster::start` (what `tpd start` runs before it prints that it is
+/// ready) on a fresh data directory and again on the same one.
+async fn cold_start() -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let cfg = loopback_cluster(dir.path().to_path_buf(), tp_cli::cluster::Storage::Sqlite)?;
     let budget = Duration::from_secs(1);
     let mut ok = true;
     for what in ["first start", "restart"] {
