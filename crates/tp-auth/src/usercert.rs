@@ -165,10 +165,7 @@ impl UserCaSigner {
             .to_ssh(permit_agent_forwarding, permit_port_forwarding)
             .sign_with(subject, &self.ssh, secs(valid_after), secs(valid_before))
             .map_err(creds_err)?;
-        let line = cert
-            .to_openssh()
-            .map_err(|e| CaError::Crypto(format!("SSH certificate: {e}")))?;
-        Ok(format!("{line}\n"))
+        tp_creds::sshcert::authorized_line(&cert).map_err(creds_err)
     }
 }
 

@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 
 use x509_parser::x509::X509Name;
-use yasna::models::ObjectIdentifier;
 
 use crate::Error;
 
@@ -150,73 +149,47 @@ impl TlsIdentity {
 
     /// The DER `Name` (RDNSequence) for a certificate's subject.
     pub fn subject_der(&self) -> Result<Vec<u8>, Error> {
+        use crate::der::{constructed, oid_content, tag};
+        // Content octets of the standard attribute types and Teleport's cluster OID.
+        const L: &[u8] = &[0x55, 0x04, 0x07];
+        const STREET: &[u8] = &[0x55, 0x04, 0x09];
+        const POSTAL_CODE: &[u8] = &[0x55, 0x04, 0x11];
+        const O: &[u8] = &[0x55, 0x04, 0x0a];
+        const OU: &[u8] = &[0x55, 0x04, 0x0b];
+        const CN: &[u8] = &[0x55, 0x04, 0x03];
+        const CLUSTER: &[u8] = &[0x2b, 0xce, 0x0f, 0x01, 0x07]; // 1.3.9999.1.7
         let traits = self.traits_json();
-        let mut rdns: Vec<(String, Vec<&str>)> = vec![
-            (
-                OID_L.into(),
-                self.principals.iter().map(String::as_str).collect(),
-            ),
-            (OID_STREET.into(), vec![self.route_to_cluster.as_str()]),
-            (OID_POSTAL_CODE.into(), vec![traits.as_str()]),
-            (
-                OID_O.into(),
-                self.groups.iter().map(String::as_str).collect(),
-            ),
-            (
-                OID_OU.into(),
-                self.usage.iter().map(String::as_str).collect(),
-            ),
-            (OID_CN.into(), vec![self.username.as_str()]),
-        ];
-        if !self.teleport_cluster.is_empty() {
-            rdns.push((
-                oids::TELEPORT_CLUSTER.into(),
-                vec![self.teleport_cluster.as_str()],
-            ));
-        }
-        rdns.retain(|(_, v)| !v.is_empty());
-        let mut extra = Vec::new();
-        for (oid, value) in &self.attributes {
-            extra.push((oid.clone(), vec![value.as_str()]));
-        }
-        let mut all = Vec::new();
-        for (oid, values) in rdns.into_iter().chain(extra) {
-            let oid = parse_oid(&oid)?;
-            // DER SET OF: the encoded elements in ascending byte order.
-            let mut atvs: Vec<Vec<u8>> = values
-                .iter()
-                .map(|v| {
-                    yasna::construct_der(|w| {
-                        w.write_sequence(|w| {
-                            w.next().write_oid(&oid);
-                            if is_printable(v) {
-                                // Tag 19 written directly: yasna's own PrintableString
-                                // writer refuses characters X.680 allows (such as '?').
-                                w.next()
-                                    .write_tagged_implicit(yasna::tags::TAG_PRINTABLESTRING, |w| {
-                                        w.write_bytes(v.as_bytes())
-                                    });
-                            } else {
-                                w.next().write_utf8_string(v);
-                            }
-                        })
-                    })
-                })
-                .collect();
-            atvs.sort();
-            all.push(atvs);
-        }
-        Ok(yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                for atvs in &all {
-                    w.next().write_set(|w| {
-                        for atv in atvs {
-                            w.next().write_der(atv);
-                        }
-                    });
-                }
-            })
-        }))
+        let extra = self
+            .attributes
+            .iter()
+            .map(|(oid, value)| Ok((oid_content(oid)?, value.as_str())))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let mut out = Vec::with_capacity(
+            64 + traits.len()
+                + self.username.len()
+                + self.route_to_cluster.len()
+                + self.teleport_cluster.len()
+                + [&self.principals, &self.groups, &self.usage]
+                    .iter()
+                    .flat_map(|v| v.iter())
+                    .map(|v| v.len() + 16)
+                    .sum::<usize>(),
+        );
+        constructed(&mut out, tag::SEQUENCE, |out| {
+            rdn(out, L, &self.principals);
+            rdn(out, STREET, &[&self.route_to_cluster]);
+            rdn(out, POSTAL_CODE, &[&traits]);
+            rdn(out, O, &self.groups);
+            rdn(out, OU, &self.usage);
+            rdn(out, CN, &[&self.username]);
+            if !self.teleport_cluster.is_empty() {
+                rdn(out, CLUSTER, &[&self.teleport_cluster]);
+            }
+            for (oid, value) in &extra {
+                rdn(out, oid, &[value]);
+            }
+        });
+        Ok(out)
     }
 
     /// Decodes the identity in a parsed subject. `origin` names the certificate in errors.
@@ -260,18 +233,48 @@ impl TlsIdentity {
     }
 }
 
-fn parse_oid(text: &str) -> Result<ObjectIdentifier, Error> {
-    let parts: Result<Vec<u64>, _> = text.split('.').map(str::parse).collect();
-    match parts {
-        Ok(p) if p.len() >= 2 => Ok(ObjectIdentifier::from_slice(&p)),
-        _ => Err(Error::invalid(
-            "identity",
-            format!("attribute type {text:?} is not a dotted OID"),
-        )),
+/// Appends one AttributeTypeAndValue: the type `oid` (content octets) and `value` as a
+/// PrintableString when it can be one, a UTF8String otherwise (as Go's `pkix` does).
+fn atv(out: &mut Vec<u8>, oid: &[u8], value: &str) {
+    use crate::der::{constructed, primitive, tag};
+    constructed(out, tag::SEQUENCE, |out| {
+        primitive(out, tag::OID, oid);
+        // Tag 19 for every character X.680 allows in a PrintableString (such as '?').
+        let t = if is_printable(value) {
+            tag::PRINTABLE_STRING
+        } else {
+            tag::UTF8_STRING
+        };
+        primitive(out, t, value.as_bytes());
+    });
+}
+
+/// Appends one RDN holding every value of attribute type `oid` (none: nothing), a DER
+/// SET OF with its elements in ascending order of their encodings.
+fn rdn<S: AsRef<str>>(out: &mut Vec<u8>, oid: &[u8], values: &[S]) {
+    use crate::der::{constructed, tag};
+    match values {
+        [] => {}
+        [one] => constructed(out, tag::SET, |out| atv(out, oid, one.as_ref())),
+        many => {
+            let mut encoded: Vec<Vec<u8>> = many
+                .iter()
+                .map(|v| {
+                    let mut e = Vec::with_capacity(oid.len() + v.as_ref().len() + 8);
+                    atv(&mut e, oid, v.as_ref());
+                    e
+                })
+                .collect();
+            encoded.sort();
+            constructed(out, tag::SET, |out| {
+                for e in &encoded {
+                    out.extend_from_slice(e);
+                }
+            });
+        }
     }
 }
 
-/// Go's `asn1` PrintableString alphabet (without `*` and `&`).
 fn is_printable(s: &str) -> bool {
     s.bytes().all(|b| {
         b.is_ascii_alphanumeric()
@@ -327,5 +330,105 @@ mod tests {
         assert_eq!(back.username, "abc.example.com");
         assert_eq!(back.groups, ["Proxy"]);
         assert!(back.traits.is_empty());
+    }
+
+    fn parse_oid(text: &str) -> Result<yasna::models::ObjectIdentifier, Error> {
+        let parts: Vec<u64> = text
+            .split('.')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| Error::invalid("identity", "bad OID"))?;
+        Ok(yasna::models::ObjectIdentifier::from_slice(&parts))
+    }
+
+    /// The encoding before `crate::der` (yasna, an allocation per attribute), kept as
+    /// the oracle the new writer must match byte for byte.
+    fn subject_der_yasna(id: &TlsIdentity) -> Result<Vec<u8>, Error> {
+        let traits = id.traits_json();
+        let mut rdns: Vec<(String, Vec<&str>)> = vec![
+            (
+                OID_L.into(),
+                id.principals.iter().map(String::as_str).collect(),
+            ),
+            (OID_STREET.into(), vec![id.route_to_cluster.as_str()]),
+            (OID_POSTAL_CODE.into(), vec![traits.as_str()]),
+            (OID_O.into(), id.groups.iter().map(String::as_str).collect()),
+            (OID_OU.into(), id.usage.iter().map(String::as_str).collect()),
+            (OID_CN.into(), vec![id.username.as_str()]),
+        ];
+        if !id.teleport_cluster.is_empty() {
+            rdns.push((
+                oids::TELEPORT_CLUSTER.into(),
+                vec![id.teleport_cluster.as_str()],
+            ));
+        }
+        rdns.retain(|(_, v)| !v.is_empty());
+        let mut extra = Vec::new();
+        for (oid, value) in &id.attributes {
+            extra.push((oid.clone(), vec![value.as_str()]));
+        }
+        let mut all = Vec::new();
+        for (oid, values) in rdns.into_iter().chain(extra) {
+            let oid = parse_oid(&oid)?;
+            // DER SET OF: the encoded elements in ascending byte order.
+            let mut atvs: Vec<Vec<u8>> = values
+                .iter()
+                .map(|v| {
+                    yasna::construct_der(|w| {
+                        w.write_sequence(|w| {
+                            w.next().write_oid(&oid);
+                            if is_printable(v) {
+                                // Tag 19 written directly: yasna's own PrintableString
+                                // writer refuses characters X.680 allows (such as '?').
+                                w.next()
+                                    .write_tagged_implicit(yasna::tags::TAG_PRINTABLESTRING, |w| {
+                                        w.write_bytes(v.as_bytes())
+                                    });
+                            } else {
+                                w.next().write_utf8_string(v);
+                            }
+                        })
+                    })
+                })
+                .collect();
+            atvs.sort();
+            all.push(atvs);
+        }
+        Ok(yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                for atvs in &all {
+                    w.next().write_set(|w| {
+                        for atv in atvs {
+                            w.next().write_der(atv);
+                        }
+                    });
+                }
+            })
+        }))
+    }
+
+    fn names() -> impl proptest::strategy::Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[a-zA-Z0-9 ?'_*@.-]{0,16}|\\PC{1,8}", 0..4)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The DER writer encodes every subject exactly as yasna did.
+        #[test]
+        fn subject_encoding_matches_yasna_byte_for_byte(
+            user in "\\PC{0,20}", roles in names(), logins in names(), usage in names(),
+            route in "\\PC{0,12}", cluster in "[a-z.]{0,12}",
+            traits in proptest::collection::btree_map("\\PC{1,6}", names(), 0..3),
+            extra in proptest::collection::vec(("1\\.3\\.9999\\.[123]\\.[0-9]{1,3}", "\\PC{0,300}"), 0..3),
+        ) {
+            let mut id = TlsIdentity::user(user, roles, cluster);
+            id.principals = logins;
+            id.usage = usage;
+            id.route_to_cluster = route;
+            id.traits = traits;
+            id.attributes = extra;
+            proptest::prop_assert_eq!(id.subject_der().unwrap(), subject_der_yasna(&id).unwrap());
+        }
     }
 }

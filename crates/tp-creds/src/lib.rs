@@ -21,6 +21,7 @@
 //! ```
 
 pub mod cert;
+mod der;
 mod error;
 pub mod identity;
 pub mod identity_file;

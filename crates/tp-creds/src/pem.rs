@@ -110,12 +110,17 @@ pub(crate) fn parse_body<'a>(
 /// Encodes `der` as a PEM block with 64-column lines and a trailing newline.
 pub fn encode(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 34);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
         out.push('\n');
     }
-    out.push_str(&format!("-----END {label}-----\n"));
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
     out
 }
 

@@ -116,9 +116,14 @@ impl SshIdentity {
     pub fn encoded_extensions(&self) -> BTreeMap<String, String> {
         let mut ext = self.extensions.clone();
         ext.entry("permit-pty".into()).or_default();
+        #[derive(serde::Serialize)]
+        struct RolesRef<'a> {
+            roles: &'a [String],
+        }
         ext.insert(
             "teleport-roles".into(),
-            serde_json::json!({ "roles": self.roles }).to_string(),
+            serde_json::to_string(&RolesRef { roles: &self.roles })
+                .unwrap_or_else(|_| r#"{"roles":[]}"#.into()),
         );
         let traits = if self.traits.is_empty() {
             "null".to_string()
@@ -186,6 +191,29 @@ impl SshIdentity {
         b.sign(ca)
             .map_err(|e| Error::invalid("SSH certificate", format!("signing: {e}")))
     }
+}
+
+/// A certificate as one authorized_keys-style line ending in a newline: type, base64 of
+/// the encoding, and the comment when there is one. The same text as ssh-key's
+/// `to_openssh` plus the newline, in one pass instead of a length pass and a base64
+/// writer (certificate issuance does this on every call).
+pub fn authorized_line(cert: &ssh_key::Certificate) -> Result<String, Error> {
+    use base64::Engine as _;
+    let bytes = cert
+        .to_bytes()
+        .map_err(|e| Error::invalid("SSH certificate", format!("encoding: {e}")))?;
+    let kind = cert.algorithm().to_certificate_type();
+    let mut line =
+        String::with_capacity(kind.len() + bytes.len().div_ceil(3) * 4 + cert.comment().len() + 3);
+    line.push_str(&kind);
+    line.push(' ');
+    base64::engine::general_purpose::STANDARD.encode_string(&bytes, &mut line);
+    if !cert.comment().is_empty() {
+        line.push(' ');
+        line.push_str(cert.comment());
+    }
+    line.push('\n');
+    Ok(line)
 }
 
 /// A Teleport host identity as an SSH host certificate carries it (wire-client spec §4.3):
@@ -485,5 +513,33 @@ mod tests {
                 assert!(cert.validate_at(1_000, [&other]).is_err(), "{alg}");
             }
         }
+    }
+
+    #[test]
+    fn authorized_line_is_ssh_keys_text_plus_a_newline() {
+        let ca = PrivateKey::generate(KeyAlgorithm::Ed25519)
+            .unwrap()
+            .to_ssh()
+            .unwrap();
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let mut id = SshIdentity::user("alice", vec!["access".into()], "example.com");
+        id.logins = vec!["root".into()];
+        let cert = id
+            .sign(&key.ssh_public_key().unwrap(), &ca, 0, 4_000_000_000)
+            .unwrap();
+        let line = authorized_line(&cert).unwrap();
+        assert_eq!(line, format!("{}\n", cert.to_openssh().unwrap()));
+        assert_eq!(
+            ssh_key::Certificate::from_openssh(line.trim()).unwrap(),
+            cert
+        );
+        // A comment, as a parsed line may carry one.
+        let commented =
+            ssh_key::Certificate::from_openssh(&format!("{} alice@laptop", line.trim())).unwrap();
+        assert_eq!(commented.comment(), "alice@laptop");
+        assert_eq!(
+            authorized_line(&commented).unwrap(),
+            format!("{}\n", commented.to_openssh().unwrap())
+        );
     }
 }
