@@ -174,6 +174,20 @@ impl AsyncWrite for TlsConnection {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
+    // Vectored writes pass through: h2 hands over a frame head and its payload as
+    // two slices, which must reach TLS together to leave as one record and one write.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_flush(cx)
     }

@@ -61,6 +61,20 @@ impl AsyncWrite for TunnelStream {
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.channel).poll_write(cx, buf)
     }
+    // Vectored writes pass through: h2 hands over a frame head and its payload as
+    // two slices, which must reach TLS together to leave as one record and one write.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.channel).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.channel.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.channel).poll_flush(cx)
     }
@@ -208,6 +222,24 @@ impl AsyncWrite for Counted {
                 .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
         }
         r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.stats
+                .to_auth
+                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
