@@ -3,8 +3,8 @@
 //! `/audit/<id>`).
 //!
 //! An event's id is its time in nanoseconds since the epoch, zero-padded to 20 digits,
-//! then `-` and 8 random hex digits (so that several Auth servers sharing a backend
-//! never collide). Ids therefore sort by time, and events never expire. Within one
+//! then `-` and 8 hex digits drawn at random once per [`AuditLog`] (so that several Auth
+//! servers sharing a backend never collide, while one log's times never repeat). Ids therefore sort by time, and events never expire. Within one
 //! [`AuditLog`] times are strictly increasing, so events of one server list in the order
 //! they were appended. Values are JSON ([`AuditEvent`]), with Teleport's field names
 //! where Teleport has one (`event`, `time`, `user`, `success`, `error`,
@@ -96,6 +96,8 @@ pub struct AuditLog {
     store: Arc<dyn Store>,
     cluster_name: String,
     last_nanos: AtomicI64,
+    /// This log's random id suffix (hex).
+    instance: String,
 }
 
 fn nanos(t: SystemTime) -> i64 {
@@ -113,6 +115,20 @@ fn rfc3339_nanos(t: i64) -> String {
         .ok()
         .and_then(|d| d.format(FORMAT).ok())
         .unwrap_or_default()
+}
+
+/// Eight random hex digits naming one log among the Auth servers sharing a backend
+/// (without randomness, the time alone: ids then stay unique within this server).
+fn instance_suffix() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 4];
+    match ring::rand::SystemRandom::new().fill(&mut b) {
+        Ok(()) => hex::encode(b),
+        Err(_) => {
+            tracing::warn!("no randomness for the audit log's id suffix; using 00000000");
+            "00000000".into()
+        }
+    }
 }
 
 /// The smallest id at or after `t`: pass it as `start` to list the events since `t`.
@@ -138,6 +154,7 @@ impl AuditLog {
             store,
             cluster_name: cluster_name.into(),
             last_nanos: AtomicI64::new(0),
+            instance: instance_suffix(),
         }
     }
 
@@ -155,7 +172,6 @@ impl AuditLog {
 
     /// Stamps `event` with the time and cluster and appends it. Returns its id.
     pub async fn append(&self, mut event: AuditEvent) -> Result<String, StoreError> {
-        use ring::rand::SecureRandom as _;
         let t = self.next_nanos();
         event.time = rfc3339_nanos(t);
         if event.cluster_name.is_empty() {
@@ -163,11 +179,7 @@ impl AuditLog {
         }
         let value = serde_json::to_vec(&event)
             .map_err(|e| StoreError::Unavailable(format!("encoding an audit event: {e}")))?;
-        let mut suffix = [0u8; 4];
-        ring::rand::SystemRandom::new()
-            .fill(&mut suffix)
-            .map_err(|_| StoreError::Unavailable("no randomness for an audit id".into()))?;
-        let id = format!("{t:020}-{}", hex::encode(suffix));
+        let id = format!("{t:020}-{}", self.instance);
         self.store
             .create(Kind::AuditEvent, &id, value, None)
             .await?;
@@ -230,6 +242,28 @@ mod tests {
         assert_eq!(log.list(&before, 10).await.unwrap().events.len(), 5);
         let later = start_at(SystemTime::now() + std::time::Duration::from_secs(60));
         assert!(log.list(&later, 10).await.unwrap().events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn two_logs_on_one_backend_never_collide() {
+        let store: Arc<dyn Store> = Arc::new(BackendStore::memory());
+        let (a, b) = (
+            AuditLog::new(store.clone(), "example.com"),
+            AuditLog::new(store.clone(), "example.com"),
+        );
+        // Same nanosecond on both servers: the ids differ by their logs' suffixes.
+        a.last_nanos.store(i64::MAX - 10, Ordering::SeqCst);
+        b.last_nanos.store(i64::MAX - 10, Ordering::SeqCst);
+        let ev = || AuditEvent::new("cert.create", "alice", "user", "alice", Ok(()));
+        let (ia, ib) = (a.append(ev()).await.unwrap(), b.append(ev()).await.unwrap());
+        assert_eq!(ia[..20], ib[..20], "same time");
+        assert_ne!(ia, ib);
+        let again = a.append(ev()).await.unwrap();
+        assert!(
+            again > ia && again.ends_with(&ia[20..]),
+            "{again} after {ia}"
+        );
+        assert_eq!(a.list("", 10).await.unwrap().events.len(), 3);
     }
 
     #[test]

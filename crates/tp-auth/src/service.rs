@@ -392,21 +392,15 @@ impl AuthServer {
                 )))
             }
             _ => {
+                // The roles as stored now (not as the certificate was issued), decoded
+                // again only when they change.
                 let mut roles = Vec::with_capacity(identity.groups.len());
                 for name in &identity.groups {
-                    let item = self
-                        .store
-                        .get(Kind::Role, name)
-                        .await
-                        .map_err(|e| store_status(Kind::Role, name, e))?;
-                    roles.push(
-                        item.decode::<RoleV6>()
-                            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?,
-                    );
+                    roles.push(self.role_shared(name).await?);
                 }
                 Ok(Caller {
                     identity,
-                    roles: RoleSet::new(roles),
+                    roles: RoleSet::shared(roles),
                     is_admin: false,
                 })
             }

@@ -135,10 +135,11 @@ impl Context for AccessContext {
 }
 
 /// The roles of one caller, plus Teleport's implicit role. Cloning shares the roles
-/// (the built-in sets are cloned for every call of their identities).
+/// (the built-in sets are cloned for every call of their identities), and a set can be
+/// built from roles shared with a cache ([`RoleSet::shared`]).
 #[derive(Debug, Clone)]
 pub struct RoleSet {
-    roles: std::sync::Arc<[RoleV6]>,
+    roles: std::sync::Arc<[std::sync::Arc<RoleV6>]>,
 }
 
 /// Which half of a role a rule comes from.
@@ -155,6 +156,12 @@ static IMPLICIT: std::sync::LazyLock<RoleV6> = std::sync::LazyLock::new(presets:
 impl RoleSet {
     /// A role set of `roles` and the implicit role every caller has.
     pub fn new(roles: Vec<RoleV6>) -> Self {
+        Self::shared(roles.into_iter().map(std::sync::Arc::new).collect())
+    }
+
+    /// A role set of `roles`, shared rather than copied (the Auth server keeps decoded
+    /// roles by revision), and the implicit role.
+    pub fn shared(roles: Vec<std::sync::Arc<RoleV6>>) -> Self {
         Self {
             roles: roles.into(),
         }
@@ -162,7 +169,10 @@ impl RoleSet {
 
     /// The roles in the set, the implicit role last.
     pub fn roles(&self) -> impl Iterator<Item = &RoleV6> {
-        self.roles.iter().chain(std::iter::once(&*IMPLICIT))
+        self.roles
+            .iter()
+            .map(|r| &**r)
+            .chain(std::iter::once(&*IMPLICIT))
     }
 
     /// The smallest `max_session_ttl` of the caller's own roles (not the implicit one), in
