@@ -10,6 +10,13 @@ use tp_cli::cluster::{ClusterConfig, ListenerMode, SignatureAlgorithmSuite, Stor
 use tp_cli::paths::default_data_dir;
 use tp_cli::report;
 
+/// mimalloc rather than glibc's malloc: under load glibc's arenas make tokio's workers
+/// wait on each other's locks whenever one frees what another allocated, which h2 and
+/// rustls buffers do on every call (GenerateUserCerts gained about half in `cargo xtask
+/// bench`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tpd",
