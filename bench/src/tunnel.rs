@@ -261,7 +261,7 @@ fn nofile_hard_limit() -> anyhow::Result<Option<u64>> {
 
 /// A child of this binary in `role`, with its soft descriptor limit raised to the hard
 /// one; talks line by line over stdin/stdout.
-struct Child {
+pub(crate) struct Child {
     child: std::process::Child,
     stdin: Option<std::process::ChildStdin>,
     stdout: std::io::BufReader<std::process::ChildStdout>,
@@ -269,7 +269,7 @@ struct Child {
 }
 
 impl Child {
-    fn spawn(role: &'static str, args: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(role: &'static str, args: &[String]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new("sh")
             .arg("-c")
@@ -299,7 +299,7 @@ impl Child {
 
     /// Sends `command` (empty: send nothing) and returns the next line's words after
     /// `expect`.
-    fn ask(&mut self, command: &str, expect: &str) -> anyhow::Result<Vec<String>> {
+    pub(crate) fn ask(&mut self, command: &str, expect: &str) -> anyhow::Result<Vec<String>> {
         if !command.is_empty() {
             let stdin = self.stdin.as_mut().context("stdin closed")?;
             writeln!(stdin, "{command}")?;
@@ -317,7 +317,7 @@ impl Child {
         Ok(words.collect())
     }
 
-    fn number(&mut self, command: &str, expect: &str) -> anyhow::Result<Vec<u64>> {
+    pub(crate) fn number(&mut self, command: &str, expect: &str) -> anyhow::Result<Vec<u64>> {
         self.ask(command, expect)?
             .iter()
             .map(|w| w.parse().context("not a number"))
