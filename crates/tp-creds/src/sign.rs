@@ -59,8 +59,7 @@ fn der_time(unix: i64) -> Result<Vec<u8>, Error> {
 
 fn random_serial() -> Result<[u8; 16], Error> {
     let mut serial = [0u8; 16];
-    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut serial)
-        .map_err(|_| crypto("no randomness"))?;
+    crate::random::fill_public(&mut serial)?;
     serial[0] &= 0x7f;
     serial[0] |= 0x01; // positive and never shortened
     Ok(serial)

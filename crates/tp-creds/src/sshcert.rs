@@ -178,8 +178,7 @@ impl SshIdentity {
         valid_before: u64,
     ) -> Result<ssh_key::Certificate, Error> {
         let mut nonce = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| Error::invalid("SSH certificate", "the system random source failed"))?;
+        crate::random::fill_public(&mut nonce)?;
         let mut b = Builder::new(
             nonce.to_vec(),
             subject.key_data().clone(),
@@ -290,9 +289,7 @@ impl SshHostIdentity {
     ) -> Result<ssh_key::Certificate, Error> {
         let err = |e: ssh_key::Error| Error::invalid("SSH host certificate", e.to_string());
         let mut nonce = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).map_err(
-            |_| Error::invalid("SSH host certificate", "the system random source failed"),
-        )?;
+        crate::random::fill_public(&mut nonce)?;
         let mut b = Builder::new(
             nonce.to_vec(),
             subject.key_data().clone(),
