@@ -115,13 +115,26 @@ where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
+    measure_for(in_flight, MEASURE, op).await
+}
+
+/// [`measure`] for `time` instead of `MEASURE`.
+pub(crate) async fn measure_for<F, Fut>(
+    in_flight: usize,
+    time: Duration,
+    op: F,
+) -> anyhow::Result<u64>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let start = Instant::now();
     let callers: Vec<_> = (0..in_flight)
         .map(|_| {
             let op = op.clone();
             tokio::spawn(async move {
                 let mut n = 0u64;
-                while start.elapsed() < MEASURE {
+                while start.elapsed() < time {
                     op().await?;
                     n += 1;
                 }

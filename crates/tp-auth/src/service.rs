@@ -96,12 +96,18 @@ struct Caches {
     host_ca_public: std::sync::Mutex<Option<(String, Arc<HostCaPublic>)>>,
     /// Decoded roles by name, with the revision they were decoded at.
     roles: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<RoleV6>)>>,
+    /// Decoded users without their secrets, by name, with the revision they were
+    /// decoded at.
+    users: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<UserV2>)>>,
     /// Failed joins per client address.
     join_failures: join::JoinFailures,
 }
 
 /// The most decoded roles kept; the cache starts over when it is full.
 const MAX_CACHED_ROLES: usize = 10_000;
+
+/// The most decoded users kept; the cache starts over when it is full.
+const MAX_CACHED_USERS: usize = 10_000;
 
 /// What certificate responses carry of the host CA: its TLS certificates (PEM) and SSH
 /// public keys (authorized_keys form).
@@ -1040,8 +1046,39 @@ impl AuthServer {
         Ok(public)
     }
 
+    /// User `name` without its secrets, decoded again only when its revision changes
+    /// (certificate issuance reads the user each time).
+    async fn user_shared(&self, name: &str) -> Result<Arc<UserV2>, Status> {
+        let item = self
+            .store
+            .get(Kind::User, name)
+            .await
+            .map_err(|e| store_status(Kind::User, name, e))?;
+        if let Ok(g) = self.caches.users.lock()
+            && let Some((rev, user)) = g.get(name)
+            && *rev == item.revision
+        {
+            return Ok(user.clone());
+        }
+        let mut user: UserV2 = Self::stored(&item, |u: &mut UserV2, rev| {
+            u.metadata.get_or_insert_with(Default::default).revision = rev.into()
+        })?;
+        if let Some(spec) = user.spec.as_mut() {
+            spec.local_auth = None;
+        }
+        let user = Arc::new(user);
+        if let Ok(mut g) = self.caches.users.lock() {
+            if g.len() >= MAX_CACHED_USERS {
+                g.clear();
+            }
+            g.insert(name.to_string(), (item.revision, user.clone()));
+        }
+        Ok(user)
+    }
+
     /// Role `name` with Teleport's defaults filled in, decoded again only when its
-    /// revision changes (certificate issuance reads every role of the user each time).
+    /// revision changes (every call of a user, and certificate issuance, read the
+    /// user's roles).
     async fn role_shared(&self, name: &str) -> Result<Arc<RoleV6>, Status> {
         let item = self
             .store
@@ -1082,8 +1119,9 @@ impl AuthServer {
     /// Issues the certificates `r` asks for to user `target` (already authorised).
     async fn certs_for(&self, target: &str, r: &UserCertsRequest) -> Result<Certs, Status> {
         let target = target.to_string();
-        let user = self.user(&target, false).await?;
-        let spec = user.spec.clone().unwrap_or_default();
+        let user = self.user_shared(&target).await?;
+        let no_spec = tp_proto::types::UserSpecV2::default();
+        let spec = user.spec.as_ref().unwrap_or(&no_spec);
         let mut roles = Vec::with_capacity(spec.roles.len());
         for name in &spec.roles {
             roles.push(self.role_shared(name).await?);

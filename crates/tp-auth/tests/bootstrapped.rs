@@ -176,6 +176,36 @@ async fn certificates_issued_by_the_cluster_log_a_user_in() {
         "capped at the edited role's 1h: {lifetime}"
     );
 
+    // So does an edited user (decoded users are cached by revision too): new traits
+    // change the logins at once.
+    let mut user = admin.get_user("api-user", false).await.unwrap();
+    user.spec.as_mut().unwrap().traits = Some(LabelValues {
+        values: [(
+            "logins".to_string(),
+            StringValues {
+                values: vec!["ops".into()],
+            },
+        )]
+        .into(),
+    });
+    admin.update_user(user).await.unwrap();
+    let renamed = admin
+        .generate_user_certs(UserCertsRequest {
+            username: "api-user".into(),
+            ssh_public_key: ssh_key.public_key().to_openssh().unwrap().into_bytes(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let renamed =
+        ssh_key::Certificate::from_openssh(std::str::from_utf8(&renamed.ssh).unwrap().trim())
+            .unwrap();
+    assert_eq!(
+        renamed.valid_principals(),
+        ["ops", "deploy", "-teleport-internal-join"],
+        "the edited user's traits"
+    );
+
     // api-user logs in with them: may read its role, may not list users.
     let issued = Issued {
         cert_pem: String::from_utf8(certs.tls).unwrap(),
