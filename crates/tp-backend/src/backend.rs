@@ -9,6 +9,17 @@ use crate::error::Result;
 use crate::types::{Item, Page};
 use crate::watch::Watcher;
 
+/// An item to store with [`Backend::create_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// When it expires, if it does.
+    pub expires: Option<SystemTime>,
+}
+
 /// The future every [`Backend`] method returns.
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T>>;
 
@@ -43,6 +54,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         value: Vec<u8>,
         expires: Option<SystemTime>,
     ) -> BackendFuture<'_, i64>;
+
+    /// Stores new items as [`create`](Self::create) would, in order, each with its own
+    /// revision and event; a backend that commits to disk commits them together (one
+    /// commit for many audit events, say). One result per item: an item whose key is
+    /// live, or is invalid, fails alone. The outer error (storage failing) means none
+    /// was stored.
+    ///
+    /// The default creates them one by one.
+    fn create_many(&self, items: Vec<NewItem>) -> BackendFuture<'_, Vec<Result<i64>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(self.create(&item.key, item.value, item.expires).await);
+            }
+            Ok(out)
+        })
+    }
 
     /// Stores an item whatever was there. Returns the new revision.
     fn put(

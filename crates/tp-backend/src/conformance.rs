@@ -76,6 +76,8 @@ macro_rules! conformance_tests {
             put_then_get_round_trips,
             revisions_increase_across_keys,
             create_refuses_a_live_item,
+            create_many_creates_in_order_and_fails_items_alone,
+            reads_never_go_back_in_time,
             update_requires_a_live_item,
             compare_and_swap_checks_the_revision,
             compare_and_delete_checks_the_revision,
@@ -256,6 +258,151 @@ pub async fn create_refuses_a_live_item(open: &dyn Open) {
         "create /c again",
     );
     assert_eq!(ok(b.get(b"/c").await, "get /c").value, b"3");
+}
+
+/// `create_many` creates in order, one revision and event each, and an item whose key
+/// is live (before the call or earlier in it) or invalid fails alone.
+pub async fn create_many_creates_in_order_and_fails_items_alone(open: &dyn Open) {
+    let s = setup(open).await;
+    let b = &s.backend;
+    ok(
+        b.create(b"/m/c", b"old".to_vec(), None).await,
+        "create /m/c",
+    );
+    let mut w = ok(b.watch(None).await, "watch");
+    let item = |k: &[u8], v: &[u8]| crate::NewItem {
+        key: k.to_vec(),
+        value: v.to_vec(),
+        expires: None,
+    };
+    let results = ok(
+        b.create_many(vec![
+            item(b"/m/a", b"1"),
+            item(b"/m/b", b"2"),
+            item(b"/m/a", b"again"),
+            item(b"/m/c", b"new"),
+            item(b"", b"no key"),
+            item(b"/m/d", b"4"),
+        ])
+        .await,
+        "create_many",
+    );
+    assert_eq!(results.len(), 6, "one result per item");
+    let [a, b2, a2, c, empty, d] =
+        <[Result<i64>; 6]>::try_from(results).unwrap_or_else(|_| unreachable!("six results"));
+    let ra = ok(a, "/m/a");
+    let rb = ok(b2, "/m/b");
+    fails(a2, ErrorKind::AlreadyExists, "/m/a twice");
+    fails(c, ErrorKind::AlreadyExists, "live /m/c");
+    fails(empty, ErrorKind::InvalidArgument, "empty key");
+    let rd = ok(d, "/m/d");
+    assert!(ra < rb && rb < rd, "revisions in order: {ra} {rb} {rd}");
+    for (key, value, rev) in [
+        (&b"/m/a"[..], &b"1"[..], ra),
+        (b"/m/b", b"2", rb),
+        (b"/m/c", b"old", 0),
+        (b"/m/d", b"4", rd),
+    ] {
+        let got = ok(b.get(key).await, "get");
+        assert_eq!(got.value, value, "{}", String::from_utf8_lossy(key));
+        if rev > 0 {
+            assert_eq!(got.revision, rev);
+        }
+    }
+    for (key, rev) in [(&b"/m/a"[..], ra), (b"/m/b", rb), (b"/m/d", rd)] {
+        let e = next_event(&mut w, "create_many event").await;
+        assert_eq!(put_event(&e).0, key);
+        assert_eq!(put_event(&e).2, rev);
+    }
+    assert_quiet(&mut w, "after create_many").await;
+    assert!(
+        ok(b.create_many(Vec::new()).await, "empty create_many").is_empty(),
+        "nothing to create"
+    );
+}
+
+/// A `get` returns at least the value of every write that completed before it began,
+/// while writes and reads of the same keys run concurrently (a backend that keeps
+/// reads in memory must never serve what a committed write replaced).
+pub async fn reads_never_go_back_in_time(open: &dyn Open) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let s = setup(open).await;
+    let b = s.backend.clone();
+    const WRITES: u64 = 300;
+    let done = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (b, done) = (b.clone(), done.clone());
+        tokio::spawn(async move {
+            for i in 1..=WRITES {
+                let key: &[u8] = if i % 2 == 0 { b"/t/even" } else { b"/t/odd" };
+                ok(b.put(key, i.to_be_bytes().to_vec(), None).await, "put");
+                if i % 7 == 0 {
+                    ok(
+                        b.delete(b"/t/gone").await.or_else(|e| match e.kind() {
+                            ErrorKind::NotFound => Ok(0),
+                            _ => Err(e),
+                        }),
+                        "delete /t/gone",
+                    );
+                } else {
+                    ok(
+                        b.put(b"/t/gone", i.to_be_bytes().to_vec(), None).await,
+                        "put /t/gone",
+                    );
+                }
+                done.store(i, Ordering::SeqCst);
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (b, done) = (b.clone(), done.clone());
+            tokio::spawn(async move {
+                let value = |item: Item| {
+                    u64::from_be_bytes(item.value.try_into().unwrap_or_else(|_| panic!("8 bytes")))
+                };
+                loop {
+                    let floor = done.load(Ordering::SeqCst);
+                    if floor == WRITES {
+                        return;
+                    }
+                    for key in [&b"/t/even"[..], b"/t/odd"] {
+                        // The newest completed write of this key is floor or floor - 1.
+                        let newest = if (floor % 2 == 0) == (key == b"/t/even") {
+                            floor
+                        } else {
+                            floor.saturating_sub(1)
+                        };
+                        match b.get(key).await {
+                            Ok(item) => {
+                                let v = value(item);
+                                assert!(v >= newest, "read {v} after write {newest} completed");
+                            }
+                            Err(e) if e.kind() == ErrorKind::NotFound => {
+                                assert!(newest == 0, "{key:?} missing after write {newest}");
+                            }
+                            Err(e) => panic!("get: {e}"),
+                        }
+                    }
+                    if floor > 0 && floor % 7 == 0 {
+                        // Deleted at `floor` and not written again before the next write.
+                        if let Ok(item) = b.get(b"/t/gone").await {
+                            let v = value(item);
+                            assert!(v > floor, "read {v} after its delete at {floor}");
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    ok(
+        writer.await.map_err(|e| Error::invalid(e.to_string())),
+        "writer",
+    );
+    for r in readers {
+        ok(r.await.map_err(|e| Error::invalid(e.to_string())), "reader");
+    }
 }
 
 /// `update` needs a live item.

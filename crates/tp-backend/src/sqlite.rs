@@ -31,14 +31,14 @@ use futures_util::stream::{self, StreamExt};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::broadcast;
 
-use crate::backend::{Backend, BackendFuture};
+use crate::backend::{Backend, BackendFuture, NewItem};
 use crate::clock::Clock;
 use crate::error::{Error, KeyDisplay, Result};
 use crate::options::Options;
 use crate::sweeper::{self, SweeperGuard};
 use crate::types::{
     Cond, Event, Item, Page, check_cond, check_from, check_key, check_limit, check_write,
-    from_nanos, prefix_end,
+    from_nanos, prefix_end, to_nanos,
 };
 use crate::watch::{Watcher, live};
 
@@ -114,7 +114,26 @@ struct Inner {
     revision: AtomicI64,
     changes: broadcast::Sender<Event>,
     options: Options,
+    /// Items recently read, served without the blocking pool (see [`ReadCache`]).
+    cache: Mutex<ReadCache>,
 }
+
+/// Items this process read recently, so that hot keys (roles, users, CAs, read on
+/// every call) are served from memory. Every write of this process drops the keys it
+/// changed, under the same lock that publishes its revision, and a read fills the
+/// cache only if no write committed while it ran: so the cache never returns what a
+/// committed write replaced. Expiry is checked on every hit. Writes by another process
+/// to the same file are not seen: one process writes a database at a time (tpd locks
+/// its data directory).
+#[derive(Debug, Default)]
+struct ReadCache {
+    items: std::collections::HashMap<Vec<u8>, Item>,
+    /// The sum of the cached values' sizes.
+    bytes: usize,
+}
+
+/// The most value bytes the read cache holds; it starts over when full.
+const READ_CACHE_BYTES: usize = 32 << 20;
 
 #[derive(Debug)]
 struct Writer {
@@ -161,6 +180,7 @@ impl SqliteBackend {
             revision: AtomicI64::new(revision),
             changes: broadcast::channel(options.watch_buffer).0,
             options,
+            cache: Mutex::new(ReadCache::default()),
         });
         let sweeper = inner.options.sweep_interval.and_then(|interval| {
             sweeper::spawn(Arc::downgrade(&inner), interval, Inner::sweep).map(Arc::new)
@@ -456,6 +476,50 @@ impl Inner {
         now_nanos(&*self.options.clock)
     }
 
+    fn lock_cache(&self) -> MutexGuard<'_, ReadCache> {
+        // The cache holds copies only: a panic while it was held leaves nothing to undo
+        // but the entry being changed, so it is cleared rather than refused.
+        self.cache.lock().unwrap_or_else(|poisoned| {
+            let mut cache = poisoned.into_inner();
+            *cache = ReadCache::default();
+            cache
+        })
+    }
+
+    /// The live item at `key` if the read cache has it (expired entries are dropped).
+    fn cached(&self, key: &[u8]) -> Option<Item> {
+        let now = self.now();
+        let mut cache = self.lock_cache();
+        let item = cache.items.get(key)?;
+        if item
+            .expires
+            .is_some_and(|t| to_nanos(t).is_none_or(|t| t <= now))
+        {
+            if let Some(old) = cache.items.remove(key) {
+                cache.bytes -= old.value.len();
+            }
+            return None;
+        }
+        Some(item.clone())
+    }
+
+    /// [`get`](Self::get), remembering the item unless a write committed meanwhile.
+    fn get_and_cache(&self, key: &[u8]) -> Result<Item> {
+        let before = self.revision.load(Ordering::Acquire);
+        let item = self.get(key)?;
+        let mut cache = self.lock_cache();
+        if self.revision.load(Ordering::Acquire) == before {
+            if cache.bytes + item.value.len() > READ_CACHE_BYTES {
+                *cache = ReadCache::default();
+            }
+            cache.bytes += item.value.len();
+            if let Some(old) = cache.items.insert(key.to_vec(), item.clone()) {
+                cache.bytes -= old.value.len();
+            }
+        }
+        Ok(item)
+    }
+
     /// Runs `f` in one transaction; commits its events, prunes history and announces
     /// the events in order.
     fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
@@ -503,7 +567,21 @@ impl Inner {
         tx.commit().map_err(err("commit a write"))?;
         w.revision = revision;
         w.compacted = new_compacted;
-        self.revision.store(revision, Ordering::Release);
+        {
+            // Drop what this commit changed and publish its revision together, so a read
+            // that overlapped the commit does not fill the cache (see `ReadCache`).
+            let mut cache = self.lock_cache();
+            for event in &events {
+                let key = match event {
+                    Event::Put(item) => &item.key,
+                    Event::Delete { key, .. } => key,
+                };
+                if let Some(old) = cache.items.remove(key) {
+                    cache.bytes -= old.value.len();
+                }
+            }
+            self.revision.store(revision, Ordering::Release);
+        }
         for event in events {
             // No receivers is fine: nobody watches.
             let _ = self.changes.send(event);
@@ -522,6 +600,35 @@ impl Inner {
         self.write(|tx| {
             check_cond(key, tx.live_revision(key)?, cond)?;
             tx.put(key, value, expires)
+        })
+    }
+
+    /// Creates `items` in one transaction (one commit): an invalid or live key fails
+    /// that item alone.
+    fn create_many(&self, items: Vec<NewItem>) -> Result<Vec<Result<i64>>> {
+        let checked: Vec<(NewItem, Result<Option<i64>>)> = items
+            .into_iter()
+            .map(|i| {
+                let expires = check_write(&i.key, i.expires);
+                (i, expires)
+            })
+            .collect();
+        self.write(|tx| {
+            let mut out = Vec::with_capacity(checked.len());
+            for (item, expires) in checked {
+                let expires = match expires {
+                    Ok(e) => e,
+                    Err(e) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                };
+                match check_cond(&item.key, tx.live_revision(&item.key)?, Cond::Absent) {
+                    Ok(()) => out.push(Ok(tx.put(&item.key, item.value, expires)?)),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -763,8 +870,11 @@ fn replay(
 
 impl Backend for SqliteBackend {
     fn get(&self, key: &[u8]) -> BackendFuture<'_, Item> {
+        if let Some(item) = self.inner.cached(key) {
+            return Box::pin(std::future::ready(Ok(item)));
+        }
         let key = key.to_vec();
-        self.run(move |i| i.get(&key))
+        self.run(move |i| i.get_and_cache(&key))
     }
 
     fn range(
@@ -786,6 +896,10 @@ impl Backend for SqliteBackend {
     ) -> BackendFuture<'_, i64> {
         let key = key.to_vec();
         self.run(move |i| i.write_one(&key, value, expires, Cond::Absent))
+    }
+
+    fn create_many(&self, items: Vec<NewItem>) -> BackendFuture<'_, Vec<Result<i64>>> {
+        self.run(move |i| i.create_many(items))
     }
 
     fn put(
