@@ -150,9 +150,7 @@ fn served_window(load: &mut Child) -> anyhow::Result<Window> {
 }
 
 type RawOp = Arc<
-    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>
-        + Send
-        + Sync,
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync,
 >;
 
 /// One ECDSA P-256 and one Ed25519 signature of a certificate-sized message.

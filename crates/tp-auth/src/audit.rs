@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{Kind, Store, StoreError};
 
@@ -98,6 +99,54 @@ pub struct AuditLog {
     last_nanos: AtomicI64,
     /// This log's random id suffix (hex).
     instance: String,
+    /// The queue of the task that writes events in batches (started by the first
+    /// append, so the log can be made outside a runtime).
+    writer: std::sync::OnceLock<mpsc::Sender<Pending>>,
+}
+
+/// An event waiting for the writer: its id, its encoding, and who waits for the commit.
+struct Pending {
+    id: String,
+    value: Vec<u8>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The most events one commit writes.
+const MAX_BATCH: usize = 256;
+
+/// The most events waiting for the writer; appends wait beyond it.
+const MAX_QUEUED: usize = 4096;
+
+/// Starts the task that writes queued events to `store`: every event waiting when it
+/// looks (up to [`MAX_BATCH`]) in one [`Store::create_many`], so on a backend that syncs
+/// each commit to disk, many calls share one sync. Each append still returns only once
+/// its event is stored.
+fn start_writer(store: Arc<dyn Store>) -> mpsc::Sender<Pending> {
+    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let mut items = Vec::with_capacity(batch.len());
+            let mut waiting = Vec::with_capacity(batch.len());
+            for p in batch.drain(..) {
+                items.push((p.id, p.value, None));
+                waiting.push(p.done);
+            }
+            match store.create_many(Kind::AuditEvent, items).await {
+                Ok(results) => {
+                    for (done, r) in waiting.into_iter().zip(results) {
+                        let _ = done.send(r.map(|_| ()));
+                    }
+                }
+                Err(e) => {
+                    for done in waiting {
+                        let _ = done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    });
+    tx
 }
 
 fn nanos(t: SystemTime) -> i64 {
@@ -155,6 +204,7 @@ impl AuditLog {
             cluster_name: cluster_name.into(),
             last_nanos: AtomicI64::new(0),
             instance: instance_suffix(),
+            writer: std::sync::OnceLock::new(),
         }
     }
 
@@ -170,7 +220,8 @@ impl AuditLog {
         now.max(prev.saturating_add(1))
     }
 
-    /// Stamps `event` with the time and cluster and appends it. Returns its id.
+    /// Stamps `event` with the time and cluster and appends it; returns its id once it
+    /// is stored. Events appended together are committed together.
     pub async fn append(&self, mut event: AuditEvent) -> Result<String, StoreError> {
         let t = self.next_nanos();
         event.time = rfc3339_nanos(t);
@@ -180,9 +231,18 @@ impl AuditLog {
         let value = serde_json::to_vec(&event)
             .map_err(|e| StoreError::Unavailable(format!("encoding an audit event: {e}")))?;
         let id = format!("{t:020}-{}", self.instance);
-        self.store
-            .create(Kind::AuditEvent, &id, value, None)
-            .await?;
+        let (done, stored) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the audit log's writer stopped".into());
+        self.writer
+            .get_or_init(|| start_writer(self.store.clone()))
+            .send(Pending {
+                id: id.clone(),
+                value,
+                done,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        stored.await.map_err(|_| stopped())??;
         Ok(id)
     }
 
@@ -242,6 +302,50 @@ mod tests {
         assert_eq!(log.list(&before, 10).await.unwrap().events.len(), 5);
         let later = start_at(SystemTime::now() + std::time::Duration::from_secs(60));
         assert!(log.list(&later, 10).await.unwrap().events.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_each_stored_before_they_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = tp_backend::SqliteBackend::open(dir.path().join("audit.db"))
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(BackendStore::new(Arc::new(backend)));
+        let log = Arc::new(AuditLog::new(store.clone(), "example.com"));
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let (log, store) = (log.clone(), store.clone());
+                tokio::spawn(async move {
+                    let id = log
+                        .append(AuditEvent::new(
+                            "cert.create",
+                            "alice",
+                            "user",
+                            &format!("u{i}"),
+                            Ok(()),
+                        ))
+                        .await
+                        .unwrap();
+                    // Stored (and committed) by the time append returns.
+                    store.get(Kind::AuditEvent, &id).await.unwrap();
+                    id
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 300);
+        let listed = log.list("", MAX_AUDIT_PAGE).await.unwrap().events;
+        assert_eq!(listed.len(), 300);
+        assert_eq!(
+            listed.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            ids,
+            "listed in id (time) order"
+        );
     }
 
     #[tokio::test]

@@ -232,6 +232,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         value: Vec<u8>,
         expires: Option<i64>,
     ) -> StoreFuture<'_, String>;
+    /// Stores new resources of `kind`, given as (name, value, expiry), as
+    /// [`create`](Self::create) would, in order; committed together where the backend
+    /// commits to disk. One result per resource (each fails alone); the outer error
+    /// means none was stored. The default creates them one by one.
+    fn create_many(
+        &self,
+        kind: Kind,
+        items: Vec<(String, Vec<u8>, Option<i64>)>,
+    ) -> StoreFuture<'_, Vec<Result<String, StoreError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (name, value, expires) in items {
+                out.push(self.create(kind, &name, value, expires).await);
+            }
+            Ok(out)
+        })
+    }
     /// Stores a resource whatever was there. Returns the revision.
     fn put(
         &self,
@@ -354,6 +371,30 @@ impl Store for BackendStore {
                 .create(&key, value, expires.map(from_secs))
                 .await?;
             Ok(rev.to_string())
+        })
+    }
+
+    fn create_many(
+        &self,
+        kind: Kind,
+        items: Vec<(String, Vec<u8>, Option<i64>)>,
+    ) -> StoreFuture<'_, Vec<Result<String, StoreError>>> {
+        let items = items
+            .into_iter()
+            .map(|(name, value, expires)| tp_backend::NewItem {
+                key: kind.key(&name),
+                value,
+                expires: expires.map(from_secs),
+            })
+            .collect();
+        Box::pin(async move {
+            Ok(self
+                .backend
+                .create_many(items)
+                .await?
+                .into_iter()
+                .map(|r| r.map(|rev| rev.to_string()).map_err(StoreError::from))
+                .collect())
         })
     }
 
