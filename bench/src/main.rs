@@ -2,8 +2,8 @@
 //! the same run on the same machine, never as absolute timings.
 //!
 //! - **GetRole at 64 in flight** over one mTLS connection: the real Auth server (RBAC,
-//!   storage, encoding) against a bare tonic service that returns a fixed role over the
-//!   same listener. Goal ≥ 0.7×.
+//!   storage on SQLite as tpd runs it, encoding) against a bare tonic service that
+//!   returns a fixed role over the same listener. Goal ≥ 0.7×.
 //! - **GenerateUserCerts** through the server against the raw signing rate of the same
 //!   key types (one ECDSA P-256 and one Ed25519 signature per request), each per
 //!   CPU-second of the process doing the work, the calls coming from a load generator in
@@ -258,7 +258,14 @@ async fn bench(want: &dyn Fn(&str) -> bool) -> anyhow::Result<(bool, tunnel::Tun
 /// GetRole and Ping against bare tonic (when `calls`), GenerateUserCerts against raw
 /// signing.
 async fn rpc(calls: bool) -> anyhow::Result<bool> {
-    let cluster = TestCluster::start("proxy.example.com:3080").await;
+    // The Auth server as tpd runs it: on SQLite (WAL, synchronous=FULL) in a directory.
+    let dir = tempfile::tempdir()?;
+    let backend = tp_backend::SqliteBackend::open(dir.path().join("sqlite.db")).await?;
+    let cluster = TestCluster::start_with(
+        Arc::new(tp_auth::store::BackendStore::new(Arc::new(backend))),
+        "proxy.example.com:3080",
+    )
+    .await;
     let admin = cluster.admin().await;
     admin.create_role(seed_role()?).await?;
     let mut ok = true;
