@@ -94,20 +94,19 @@ struct Caches {
     signer: std::sync::Mutex<Option<(String, Arc<crate::usercert::UserCaSigner>)>>,
     /// The host CA's public parts for `Certs` (TLS certificates, SSH keys), by revision.
     host_ca_public: std::sync::Mutex<Option<(String, Arc<HostCaPublic>)>>,
-    /// Decoded roles by name, with the revision they were decoded at.
-    roles: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<RoleV6>)>>,
-    /// Decoded users without their secrets, by name, with the revision they were
-    /// decoded at.
-    users: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<UserV2>)>>,
+    /// Decoded roles.
+    roles: DecodedCache<RoleV6>,
+    /// Decoded users, without their secrets.
+    users: DecodedCache<UserV2>,
     /// Failed joins per client address.
     join_failures: join::JoinFailures,
 }
 
-/// The most decoded roles kept; the cache starts over when it is full.
-const MAX_CACHED_ROLES: usize = 10_000;
+/// Decoded resources by name, with the revision they were decoded at.
+type DecodedCache<M> = std::sync::Mutex<std::collections::HashMap<String, (String, Arc<M>)>>;
 
-/// The most decoded users kept; the cache starts over when it is full.
-const MAX_CACHED_USERS: usize = 10_000;
+/// The most decoded resources of one kind kept; the cache starts over when it is full.
+const MAX_CACHED_DECODED: usize = 10_000;
 
 /// What certificate responses carry of the host CA: its TLS certificates (PEM) and SSH
 /// public keys (authorized_keys form).
@@ -1049,58 +1048,64 @@ impl AuthServer {
     /// User `name` without its secrets, decoded again only when its revision changes
     /// (certificate issuance reads the user each time).
     async fn user_shared(&self, name: &str) -> Result<Arc<UserV2>, Status> {
-        let item = self
-            .store
-            .get(Kind::User, name)
-            .await
-            .map_err(|e| store_status(Kind::User, name, e))?;
-        if let Ok(g) = self.caches.users.lock()
-            && let Some((rev, user)) = g.get(name)
-            && *rev == item.revision
-        {
-            return Ok(user.clone());
-        }
-        let mut user: UserV2 = Self::stored(&item, |u: &mut UserV2, rev| {
-            u.metadata.get_or_insert_with(Default::default).revision = rev.into()
-        })?;
-        if let Some(spec) = user.spec.as_mut() {
-            spec.local_auth = None;
-        }
-        let user = Arc::new(user);
-        if let Ok(mut g) = self.caches.users.lock() {
-            if g.len() >= MAX_CACHED_USERS {
-                g.clear();
-            }
-            g.insert(name.to_string(), (item.revision, user.clone()));
-        }
-        Ok(user)
+        self.decoded(
+            Kind::User,
+            name,
+            &self.caches.users,
+            |u: &mut UserV2, rev| {
+                u.metadata.get_or_insert_with(Default::default).revision = rev.into();
+                if let Some(spec) = u.spec.as_mut() {
+                    spec.local_auth = None;
+                }
+            },
+        )
+        .await
     }
 
     /// Role `name` with Teleport's defaults filled in, decoded again only when its
     /// revision changes (every call of a user, and certificate issuance, read the
     /// user's roles).
     async fn role_shared(&self, name: &str) -> Result<Arc<RoleV6>, Status> {
+        self.decoded(
+            Kind::Role,
+            name,
+            &self.caches.roles,
+            |r: &mut RoleV6, rev| {
+                r.metadata.get_or_insert_with(Default::default).revision = rev.into();
+            },
+        )
+        .await
+    }
+
+    /// Resource `name` of `kind` as [`stored`](Self::stored) decodes it, then
+    /// `finish`ed (given the revision); kept in `cache` by revision, so it is decoded
+    /// again only when it changes. The cache starts over at [`MAX_CACHED_DECODED`].
+    async fn decoded<M: Message + Default + GoDefaults>(
+        &self,
+        kind: Kind,
+        name: &str,
+        cache: &DecodedCache<M>,
+        finish: impl FnOnce(&mut M, &str),
+    ) -> Result<Arc<M>, Status> {
         let item = self
             .store
-            .get(Kind::Role, name)
+            .get(kind, name)
             .await
-            .map_err(|e| store_status(Kind::Role, name, e))?;
-        if let Ok(g) = self.caches.roles.lock()
-            && let Some((rev, role)) = g.get(name)
+            .map_err(|e| store_status(kind, name, e))?;
+        if let Ok(g) = cache.lock()
+            && let Some((rev, m)) = g.get(name)
             && *rev == item.revision
         {
-            return Ok(role.clone());
+            return Ok(m.clone());
         }
-        let role = Arc::new(Self::stored(&item, |r: &mut RoleV6, rev| {
-            r.metadata.get_or_insert_with(Default::default).revision = rev.into()
-        })?);
-        if let Ok(mut g) = self.caches.roles.lock() {
-            if g.len() >= MAX_CACHED_ROLES {
+        let m = Arc::new(Self::stored(&item, finish)?);
+        if let Ok(mut g) = cache.lock() {
+            if g.len() >= MAX_CACHED_DECODED {
                 g.clear();
             }
-            g.insert(name.to_string(), (item.revision, role.clone()));
+            g.insert(name.to_string(), (item.revision, m.clone()));
         }
-        Ok(role)
+        Ok(m)
     }
 
     async fn ca(&self, kind: &str) -> Result<CertAuthorityV2, Status> {
