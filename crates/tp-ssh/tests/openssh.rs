@@ -97,6 +97,18 @@ fn start_sshd(dir: &Path, host_key: &Path, host_cert: &Path, user_ca: &Path) -> 
     if whoami() == "root" {
         let _ = std::fs::create_dir_all("/run/sshd");
     }
+    // The free port can be taken between our probe and sshd's bind (tests run in
+    // parallel): then sshd exits and something else answers. Try a new port until our
+    // own sshd greets us.
+    for _ in 0..5 {
+        if let Some(sshd) = try_start_sshd(dir, host_key, host_cert, user_ca) {
+            return sshd;
+        }
+    }
+    panic!("sshd did not start");
+}
+
+fn try_start_sshd(dir: &Path, host_key: &Path, host_cert: &Path, user_ca: &Path) -> Option<Sshd> {
     let port = free_port();
     let cfg = dir.join("sshd_config");
     std::fs::write(
@@ -112,7 +124,7 @@ fn start_sshd(dir: &Path, host_key: &Path, host_cert: &Path, user_ca: &Path) -> 
         ),
     )
     .unwrap();
-    let child = Command::new(sshd_path())
+    let mut child = Command::new(sshd_path())
         .arg("-D")
         .arg("-e")
         .arg("-f")
@@ -121,12 +133,28 @@ fn start_sshd(dir: &Path, host_key: &Path, host_cert: &Path, user_ca: &Path) -> 
         .spawn()
         .expect("sshd starts (install openssh-server)");
     for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Sshd { child, port };
+        if let Ok(Some(_)) = child.try_wait() {
+            return None; // could not bind
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Read as _;
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut banner = [0u8; 8];
+            let greeted = s.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0-";
+            drop(s);
+            std::thread::sleep(Duration::from_millis(20));
+            if greeted && matches!(child.try_wait(), Ok(None)) {
+                return Some(Sshd { child, port });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("sshd did not start");
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 /// An echo server: returns each connection's bytes; reports nothing.
