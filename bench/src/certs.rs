@@ -81,8 +81,20 @@ const WINDOW: Duration = Duration::from_millis(1500);
 /// raw signatures/CPU-second.
 const GOAL: f64 = 0.5;
 
+/// How the measured server stores its state, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Storage {
+    /// SQLite, as tpd runs: the goal applies.
+    Sqlite,
+    /// The in-memory store: printed for comparison, to show what storage costs.
+    Memory,
+}
+
 /// GenerateUserCerts through `cluster` (which holds role `api-role`) against raw signing.
-pub(crate) async fn certs_vs_signing(cluster: &TestCluster) -> anyhow::Result<bool> {
+pub(crate) async fn certs_vs_signing(
+    cluster: &TestCluster,
+    storage: Storage,
+) -> anyhow::Result<bool> {
     let dir = tempfile::tempdir()?;
     let identity = dir.path().join("identity");
     cluster
@@ -119,20 +131,26 @@ pub(crate) async fn certs_vs_signing(cluster: &TestCluster) -> anyhow::Result<bo
     };
     let (served, raw) = (total(&served), total(&raw));
     let meets = ratio >= GOAL;
+    let (store, verdict) = match storage {
+        Storage::Sqlite => (
+            "SQLite",
+            format!("{} the {GOAL}x goal", if meets { "meets" } else { "BELOW" }),
+        ),
+        Storage::Memory => ("in-memory store", "for comparison, no goal".to_string()),
+    };
     println!(
-        "GenerateUserCerts: tp {:.0} per CPU-second of the Auth server's process ({:.0}/s end to end, \
-         load generator in its own process on the same cores), raw ECDSA P-256 + Ed25519 signing \
-         {:.0} pairs per CPU-second ({:.0}/s), ratio {ratio:.2}x, median of {ROUNDS} alternating \
-         rounds ({:.2}-{:.2}) ({} the {GOAL}x goal)",
+        "GenerateUserCerts ({store}): tp {:.0} per CPU-second of the Auth server's process ({:.0}/s \
+         end to end, load generator in its own process on the same cores), raw ECDSA P-256 + \
+         Ed25519 signing {:.0} pairs per CPU-second ({:.0}/s), ratio {ratio:.2}x, median of \
+         {ROUNDS} alternating rounds ({:.2}-{:.2}) ({verdict})",
         served.per_cpu_second(),
         served.per_second(),
         raw.per_cpu_second(),
         raw.per_second(),
         ratios[0],
         ratios[ratios.len() - 1],
-        if meets { "meets" } else { "BELOW" },
     );
-    Ok(meets)
+    Ok(meets || storage == Storage::Memory)
 }
 
 /// One window of the load generator's calls, with this (the serving) process's CPU

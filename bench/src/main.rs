@@ -274,7 +274,14 @@ async fn rpc(calls: bool) -> anyhow::Result<bool> {
     }
 
     // 2. GenerateUserCerts vs the raw signatures the same key types cost.
-    ok &= certs::certs_vs_signing(&cluster).await?;
+    ok &= certs::certs_vs_signing(&cluster, certs::Storage::Sqlite).await?;
+    // The same on the in-memory store, to show what storage costs.
+    let memory = TestCluster::start("proxy.example.com:3080").await;
+    memory.admin().await.create_role(seed_role()?).await?;
+    certs::certs_vs_signing(&memory, certs::Storage::Memory).await?;
+    // Neither server keeps working beside the parts that follow.
+    memory.stop().await;
+    cluster.stop().await;
     Ok(ok)
 }
 
