@@ -4,11 +4,14 @@
 //!
 //! An event's id is its time in nanoseconds since the epoch, zero-padded to 20 digits,
 //! then `-` and 8 hex digits drawn at random once per [`AuditLog`] (so that several Auth
-//! servers sharing a backend never collide, while one log's times never repeat). Ids therefore sort by time, and events never expire. Within one
-//! [`AuditLog`] times are strictly increasing, so events of one server list in the order
-//! they were appended. Values are JSON ([`AuditEvent`]), with Teleport's field names
-//! where Teleport has one (`event`, `time`, `user`, `success`, `error`,
-//! `cluster_name`).
+//! servers sharing a backend never collide, while one log's times never repeat). Ids
+//! therefore sort by time, and events never expire. Within one [`AuditLog`] times are
+//! strictly increasing, so events of one server list in the order they were appended.
+//! Values are JSON ([`AuditEvent`]), with Teleport's field names where Teleport has one
+//! (`event`, `time`, `user`, `success`, `error`, `cluster_name`).
+//!
+//! One writer task stores the events: every append queued while it commits goes into
+//! its next commit, and each append returns once its event is stored.
 //!
 //! Secrets never reach the log: join-token names are masked ([`mask`]) and invite or
 //! reset token ids are not recorded (the event names the user instead).
