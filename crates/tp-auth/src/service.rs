@@ -91,9 +91,9 @@ pub struct AuthServer {
 #[derive(Default)]
 struct Caches {
     identities: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Identity>>,
-    signer: std::sync::Mutex<Option<(String, Arc<crate::usercert::UserCaSigner>)>>,
+    signer: RevisionSlot<crate::usercert::UserCaSigner>,
     /// The host CA's public parts for `Certs` (TLS certificates, SSH keys), by revision.
-    host_ca_public: std::sync::Mutex<Option<(String, Arc<HostCaPublic>)>>,
+    host_ca_public: RevisionSlot<HostCaPublic>,
     /// Decoded roles.
     roles: DecodedCache<RoleV6>,
     /// Decoded users, without their secrets.
@@ -101,6 +101,9 @@ struct Caches {
     /// Failed joins per client address.
     join_failures: join::JoinFailures,
 }
+
+/// One value built from a stored resource, with the revision it was built from.
+type RevisionSlot<T> = std::sync::Mutex<Option<(String, Arc<T>)>>;
 
 /// Decoded resources by name, with the revision they were decoded at.
 type DecodedCache<M> = std::sync::Mutex<std::collections::HashMap<String, (String, Arc<M>)>>;
@@ -992,57 +995,53 @@ fn spki_from(bytes: &[u8]) -> Result<Vec<u8>, Status> {
 impl AuthServer {
     /// The user CA's signer, parsed again only when the CA's revision changes.
     async fn user_ca_signer(&self) -> Result<Arc<crate::usercert::UserCaSigner>, Status> {
-        let key = format!("user/{}", self.cluster_name);
-        let item = self
-            .store
-            .get(Kind::CertAuthority, &key)
-            .await
-            .map_err(|e| store_status(Kind::CertAuthority, &key, e))?;
-        if let Ok(g) = self.caches.signer.lock()
-            && let Some((rev, signer)) = g.as_ref()
-            && *rev == item.revision
-        {
-            return Ok(signer.clone());
-        }
-        let ca: CertAuthorityV2 = item
-            .decode()
-            .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?;
-        let signer = Arc::new(
-            crate::usercert::UserCaSigner::new(&ca).map_err(|e| Status::internal(e.to_string()))?,
-        );
-        if let Ok(mut g) = self.caches.signer.lock() {
-            *g = Some((item.revision, signer.clone()));
-        }
-        Ok(signer)
+        self.built_from_ca("user", &self.caches.signer, |ca| {
+            crate::usercert::UserCaSigner::new(ca).map_err(|e| Status::internal(e.to_string()))
+        })
+        .await
     }
 
     /// The host CA's public parts, decoded again only when the CA's revision changes.
     async fn host_ca_public(&self) -> Result<Arc<HostCaPublic>, Status> {
-        let key = format!("host/{}", self.cluster_name);
+        self.built_from_ca("host", &self.caches.host_ca_public, |ca| {
+            let mut public = HostCaPublic::default();
+            if let Some(keys) = ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
+                public.tls = keys.tls.iter().map(|k| k.cert.clone()).collect();
+                public.ssh = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
+            }
+            Ok(public)
+        })
+        .await
+    }
+
+    /// What `build` makes of this cluster's CA of `kind` (`user`, `host`), kept in `slot`
+    /// and built again only when the CA's revision changes.
+    async fn built_from_ca<T>(
+        &self,
+        kind: &str,
+        slot: &RevisionSlot<T>,
+        build: impl FnOnce(&CertAuthorityV2) -> Result<T, Status>,
+    ) -> Result<Arc<T>, Status> {
+        let key = format!("{kind}/{}", self.cluster_name);
         let item = self
             .store
             .get(Kind::CertAuthority, &key)
             .await
             .map_err(|e| store_status(Kind::CertAuthority, &key, e))?;
-        if let Ok(g) = self.caches.host_ca_public.lock()
-            && let Some((rev, public)) = g.as_ref()
+        if let Ok(g) = slot.lock()
+            && let Some((rev, built)) = g.as_ref()
             && *rev == item.revision
         {
-            return Ok(public.clone());
+            return Ok(built.clone());
         }
         let ca: CertAuthorityV2 = item
             .decode()
             .map_err(|e| ErrorKind::ConnectionProblem.status(e.to_string()))?;
-        let mut public = HostCaPublic::default();
-        if let Some(keys) = ca.spec.as_ref().and_then(|s| s.active_keys.as_ref()) {
-            public.tls = keys.tls.iter().map(|k| k.cert.clone()).collect();
-            public.ssh = keys.ssh.iter().map(|k| k.public_key.clone()).collect();
+        let built = Arc::new(build(&ca)?);
+        if let Ok(mut g) = slot.lock() {
+            *g = Some((item.revision, built.clone()));
         }
-        let public = Arc::new(public);
-        if let Ok(mut g) = self.caches.host_ca_public.lock() {
-            *g = Some((item.revision, public.clone()));
-        }
-        Ok(public)
+        Ok(built)
     }
 
     /// User `name` without its secrets, decoded again only when its revision changes

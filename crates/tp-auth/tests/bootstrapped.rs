@@ -232,3 +232,79 @@ async fn certificates_issued_by_the_cluster_log_a_user_in() {
         ErrorKind::AccessDenied
     );
 }
+
+/// Certificates come from the user CA as stored now: the Auth server keeps the CA's
+/// parsed keys and the host CA's public parts by revision, never past a change.
+#[tokio::test]
+async fn issuance_follows_a_replaced_user_ca() {
+    use prost::Message as _;
+    use std::sync::Arc;
+    use tp_auth::ca::{CaType, generate, tls_certs_der};
+    use tp_auth::store::{BackendStore, Kind, Store as _};
+    use tp_proto::proto::UserCertsRequest;
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+    let store = Arc::new(BackendStore::memory());
+    let c = TestCluster::start_with(store.clone(), "proxy.example.com:3080").await;
+    let admin = c.admin().await;
+    admin
+        .create_user(tp_proto::types::UserV2::new("alice", &["access"]))
+        .await
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let issue = || {
+        let admin = admin.clone();
+        let pem = key.public_key_pem();
+        async move {
+            admin
+                .generate_user_certs(UserCertsRequest {
+                    username: "alice".into(),
+                    tls_public_key: pem.into_bytes(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let verifies_under = |certs: &tp_proto::proto::Certs, ca: &[u8]| {
+        use rustls_pki_types::pem::PemObject as _;
+        let leaf = rustls_pki_types::CertificateDer::from_pem_slice(&certs.tls).unwrap();
+        let (_, leaf) = X509Certificate::from_der(&leaf).unwrap();
+        let (_, ca) = X509Certificate::from_der(ca).unwrap();
+        leaf.verify_signature(Some(ca.public_key())).is_ok()
+    };
+    let old_ca = tls_certs_der(&c.state.user_ca).remove(0);
+    let before = issue().await;
+    assert!(verifies_under(&before, &old_ca));
+
+    // Another user CA and host CA replace the stored ones.
+    let user_ca = generate("example.com", CaType::User, now()).unwrap();
+    let host_ca = generate("example.com", CaType::Host, now()).unwrap();
+    for (name, ca) in [
+        ("user/example.com", &user_ca),
+        ("host/example.com", &host_ca),
+    ] {
+        store
+            .put(Kind::CertAuthority, name, ca.encode_to_vec(), None)
+            .await
+            .unwrap();
+    }
+    let after = issue().await;
+    let new_ca = tls_certs_der(&user_ca).remove(0);
+    assert!(verifies_under(&after, &new_ca), "signed by the new user CA");
+    assert!(!verifies_under(&after, &old_ca));
+    let host_pem = &host_ca
+        .spec
+        .as_ref()
+        .unwrap()
+        .active_keys
+        .as_ref()
+        .unwrap()
+        .tls[0]
+        .cert;
+    assert_eq!(
+        after.tlsca_certs,
+        std::slice::from_ref(host_pem),
+        "the new host CA"
+    );
+}
