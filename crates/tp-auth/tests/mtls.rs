@@ -124,3 +124,46 @@ async fn a_host_certificate_is_attributed_to_the_host_ca() {
         p.server_version
     );
 }
+
+/// An accepted connection takes a vectored write whole (h2 hands over a frame head and
+/// its payload as two slices): one TLS record carries both.
+#[tokio::test]
+async fn an_accepted_connection_writes_vectored() {
+    use futures_util::StreamExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWrite as _, AsyncWriteExt as _};
+
+    let user_ca = Ca::new("example.com");
+    let host_ca = Ca::new("example.com");
+    let (chain, key) = host_ca.server();
+    let config = listener::server_config(chain, key, vec![user_ca.der(), host_ca.der()]).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut incoming = listener::incoming(l, Arc::new(config));
+    let tls = client_tls(&host_ca, Some(user_ca.identity("alice", "api-role", false)));
+    let client = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from("teleport.cluster.local").unwrap();
+        let mut s = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let mut got = [0u8; 11];
+        s.read_exact(&mut got).await.unwrap();
+        got
+    });
+    let mut conn = incoming.next().await.unwrap().unwrap();
+    assert!(conn.is_write_vectored());
+    let slices = [
+        std::io::IoSlice::new(b"head"),
+        std::io::IoSlice::new(b"payload"),
+    ];
+    assert_eq!(
+        conn.write_vectored(&slices).await.unwrap(),
+        11,
+        "both slices"
+    );
+    conn.flush().await.unwrap();
+    assert_eq!(&client.await.unwrap(), b"headpayload");
+}

@@ -615,3 +615,23 @@ pub async fn tls_routing(
     require_h2(&tls, web_addr)?;
     Ok(tls)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_io::{VectoredSink, head_and_payload, one_call_with_both};
+
+    #[tokio::test]
+    async fn sniff_passes_vectored_writes_through_whole() {
+        let sink = VectoredSink::default();
+        let calls = sink.calls.clone();
+        let mut sniff = Sniff {
+            inner: Box::new(sink),
+            seen: Arc::default(),
+            full: false,
+        };
+        assert!(sniff.is_write_vectored());
+        assert_eq!(sniff.write_vectored(&head_and_payload()).await.unwrap(), 11);
+        assert!(one_call_with_both(&calls), "{calls:?}");
+    }
+}

@@ -38,5 +38,7 @@ pub mod discovery;
 pub mod proxy_env;
 pub mod race;
 pub mod rewind;
+#[cfg(test)]
+mod test_io;
 pub mod tunnel;
 pub mod web;

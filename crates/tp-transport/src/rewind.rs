@@ -143,6 +143,17 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
+    async fn vectored_writes_reach_the_inner_stream_whole() {
+        use crate::test_io::{VectoredSink, head_and_payload, one_call_with_both};
+        let sink = VectoredSink::default();
+        let calls = sink.calls.clone();
+        let mut r = Rewind::new(b"replayed".to_vec(), sink);
+        assert!(r.is_write_vectored());
+        assert_eq!(r.write_vectored(&head_and_payload()).await.unwrap(), 11);
+        assert!(one_call_with_both(&calls), "{calls:?}");
+    }
+
+    #[tokio::test]
     async fn rewind_replays_then_reads_on() {
         let (mut a, b) = tokio::io::duplex(64);
         a.write_all(b" world").await.unwrap();

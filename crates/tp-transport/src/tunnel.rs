@@ -405,3 +405,35 @@ impl TunnelServer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_io::head_and_payload;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// The hop to the Auth server takes vectored writes whole and counts what they
+    /// carried.
+    #[tokio::test]
+    async fn counted_passes_vectored_writes_through_and_counts_them() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut peer, _) = l.accept().await.unwrap();
+        let stats = Arc::new(TunnelStats::default());
+        let mut counted = Counted {
+            inner: tcp,
+            stats: stats.clone(),
+        };
+        assert!(counted.is_write_vectored());
+        assert_eq!(
+            counted.write_vectored(&head_and_payload()).await.unwrap(),
+            11
+        );
+        assert_eq!(stats.bytes_to_auth(), 11);
+        let mut got = [0u8; 11];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"headpayload");
+    }
+}
