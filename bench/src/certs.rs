@@ -90,7 +90,8 @@ pub(crate) enum Storage {
     Memory,
 }
 
-/// GenerateUserCerts through `cluster` (which holds role `api-role`) against raw signing.
+/// GenerateUserCerts through `cluster` (which holds role `api-role`) against raw signing;
+/// whether the ratio reaches the goal (which only SQLite's figure is held to).
 pub(crate) async fn certs_vs_signing(
     cluster: &TestCluster,
     storage: Storage,
@@ -150,7 +151,7 @@ pub(crate) async fn certs_vs_signing(
         ratios[0],
         ratios[ratios.len() - 1],
     );
-    Ok(meets || storage == Storage::Memory)
+    Ok(meets)
 }
 
 /// One window of the load generator's calls, with this (the serving) process's CPU

@@ -278,7 +278,7 @@ async fn rpc(calls: bool) -> anyhow::Result<bool> {
     // The same on the in-memory store, to show what storage costs.
     let memory = TestCluster::start("proxy.example.com:3080").await;
     memory.admin().await.create_role(seed_role()?).await?;
-    certs::certs_vs_signing(&memory, certs::Storage::Memory).await?;
+    let _no_goal = certs::certs_vs_signing(&memory, certs::Storage::Memory).await?;
     // Neither server keeps working beside the parts that follow.
     memory.stop().await;
     cluster.stop().await;
