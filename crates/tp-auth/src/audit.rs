@@ -13,6 +13,14 @@
 //! One writer task stores the events: every append queued while it commits goes into
 //! its next commit, and each append returns once its event is stored.
 //!
+//! How durable an event is before its append returns depends on what it records
+//! ([`durability`]): an event recording a change of stored state (a role created, a
+//! password set) is synced to disk as the change itself was; an event recording only
+//! that something was issued or tried (`cert.create`, `user.login`, on every login and
+//! renewal) is stored with [`Durability::Process`]: safe from a crash of the Auth
+//! server at once, and on disk within about a second. That is what Teleport's own file
+//! audit log gives every event (it writes without syncing).
+//!
 //! Secrets never reach the log: join-token names are masked ([`mask`]) and invite or
 //! reset token ids are not recorded (the event names the user instead).
 
@@ -22,6 +30,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+
+use tp_backend::Durability;
 
 use crate::store::{Kind, Store, StoreError};
 
@@ -107,12 +117,29 @@ pub struct AuditLog {
     writer: std::sync::OnceLock<mpsc::Sender<Pending>>,
 }
 
-/// An event waiting for the writer: its id, its encoding, and who waits for the commit.
+/// An event waiting for the writer: its id, its encoding, how durable it must be, and
+/// who waits for the commit.
 struct Pending {
     id: String,
     value: Vec<u8>,
+    durability: Durability,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
+
+/// How durable an event of type `event` must be before its append returns: events that
+/// only record an issuance or an attempt (`cert.create`, `user.login`), written on
+/// every login and certificate renewal, are [`Durability::Process`]; every other event
+/// records a change of stored state and is [`Durability::Synced`] like the change.
+pub fn durability(event: &str) -> Durability {
+    match event {
+        "cert.create" | "user.login" => Durability::Process,
+        _ => Durability::Synced,
+    }
+}
+
+/// How many times the writer lets other tasks run to gather appends for one commit,
+/// while each turn brings more.
+const MAX_GATHER_TURNS: usize = 8;
 
 /// The most events one commit writes.
 const MAX_BATCH: usize = 256;
@@ -121,21 +148,27 @@ const MAX_BATCH: usize = 256;
 const MAX_QUEUED: usize = 4096;
 
 /// Starts the task that writes queued events to `store`: every event waiting when it
-/// looks (up to [`MAX_BATCH`]) in one [`Store::create_many`], so on a backend that syncs
-/// each commit to disk, many calls share one sync. Each append still returns only once
-/// its event is stored.
+/// looks (up to [`MAX_BATCH`]) in one [`Store::create_many`], so many calls share one
+/// commit (and, on a backend that syncs commits to disk, one sync). Each append still
+/// returns only once its event is stored, as durable as the most demanding event of
+/// its batch asks.
 fn start_writer(store: Arc<dyn Store>) -> mpsc::Sender<Pending> {
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            gather(&mut rx, &mut batch).await;
             let mut items = Vec::with_capacity(batch.len());
             let mut waiting = Vec::with_capacity(batch.len());
+            let mut durability = Durability::Process;
             for p in batch.drain(..) {
+                if p.durability == Durability::Synced {
+                    durability = Durability::Synced;
+                }
                 items.push((p.id, p.value, None));
                 waiting.push(p.done);
             }
-            match store.create_many(Kind::AuditEvent, items).await {
+            match store.create_many(Kind::AuditEvent, items, durability).await {
                 Ok(results) => {
                     for (done, r) in waiting.into_iter().zip(results) {
                         let _ = done.send(r.map(|_| ()));
@@ -150,6 +183,28 @@ fn start_writer(store: Arc<dyn Store>) -> mpsc::Sender<Pending> {
         }
     });
     tx
+}
+
+/// Under load, more appends are on their way while the first of a batch arrives: lets
+/// the tasks ready to run take a turn and adds what they queued, for as long as each
+/// turn brings more (at most [`MAX_GATHER_TURNS`]). Alone, an append costs one turn.
+async fn gather(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    for _ in 0..MAX_GATHER_TURNS {
+        if batch.len() >= MAX_BATCH {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let before = batch.len();
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == before {
+            return;
+        }
+    }
 }
 
 fn nanos(t: SystemTime) -> i64 {
@@ -224,13 +279,15 @@ impl AuditLog {
     }
 
     /// Stamps `event` with the time and cluster and appends it; returns its id once it
-    /// is stored. Events appended together are committed together.
+    /// is stored, as durable as [`durability`] says for its type. Events appended
+    /// together are committed together.
     pub async fn append(&self, mut event: AuditEvent) -> Result<String, StoreError> {
         let t = self.next_nanos();
         event.time = rfc3339_nanos(t);
         if event.cluster_name.is_empty() {
             event.cluster_name = self.cluster_name.clone();
         }
+        let durability = durability(&event.event);
         let value = serde_json::to_vec(&event)
             .map_err(|e| StoreError::Unavailable(format!("encoding an audit event: {e}")))?;
         let id = format!("{t:020}-{}", self.instance);
@@ -241,6 +298,7 @@ impl AuditLog {
             .send(Pending {
                 id: id.clone(),
                 value,
+                durability,
                 done,
             })
             .await
@@ -305,6 +363,26 @@ mod tests {
         assert_eq!(log.list(&before, 10).await.unwrap().events.len(), 5);
         let later = start_at(SystemTime::now() + std::time::Duration::from_secs(60));
         assert!(log.list(&later, 10).await.unwrap().events.is_empty());
+    }
+
+    #[test]
+    fn only_issuance_and_login_events_skip_the_disk_sync() {
+        for event in ["cert.create", "user.login"] {
+            assert_eq!(durability(event), Durability::Process, "{event}");
+        }
+        for event in [
+            "role.created",
+            "role.updated",
+            "role.deleted",
+            "user.create",
+            "user.update",
+            "user.delete",
+            "user.password_change",
+            "instance.join",
+            "an.unknown_event",
+        ] {
+            assert_eq!(durability(event), Durability::Synced, "{event}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,12 +234,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreFuture<'_, String>;
     /// Stores new resources of `kind`, given as (name, value, expiry), as
     /// [`create`](Self::create) would, in order; committed together where the backend
-    /// commits to disk. One result per resource (each fails alone); the outer error
-    /// means none was stored. The default creates them one by one.
+    /// commits to disk, acknowledged once as durable as `durability` asks. One result
+    /// per resource (each fails alone); the outer error means none was stored. The
+    /// default creates them one by one.
     fn create_many(
         &self,
         kind: Kind,
         items: Vec<(String, Vec<u8>, Option<i64>)>,
+        _durability: tp_backend::Durability,
     ) -> StoreFuture<'_, Vec<Result<String, StoreError>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(items.len());
@@ -378,6 +380,7 @@ impl Store for BackendStore {
         &self,
         kind: Kind,
         items: Vec<(String, Vec<u8>, Option<i64>)>,
+        durability: tp_backend::Durability,
     ) -> StoreFuture<'_, Vec<Result<String, StoreError>>> {
         let items = items
             .into_iter()
@@ -390,7 +393,7 @@ impl Store for BackendStore {
         Box::pin(async move {
             Ok(self
                 .backend
-                .create_many(items)
+                .create_many(items, durability)
                 .await?
                 .into_iter()
                 .map(|r| r.map(|rev| rev.to_string()).map_err(StoreError::from))

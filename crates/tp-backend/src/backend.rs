@@ -20,6 +20,28 @@ pub struct NewItem {
     pub expires: Option<SystemTime>,
 }
 
+/// How far a write must get before [`Backend::create_many`] acknowledges it.
+///
+/// It is a floor: a backend that syncs every commit treats both the same. The in-memory
+/// backend keeps nothing across a restart and ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Durability {
+    /// On stable storage: the write survives a crash of the process and of the machine
+    /// (power loss) once acknowledged.
+    #[default]
+    Synced,
+    /// Handed to the operating system: the write survives a crash of the process
+    /// (`kill -9`) once acknowledged, and a crash of the machine once the backend has
+    /// synced it: with the next [`Synced`](Self::Synced) write, and in the background
+    /// soon after (SQLite: within [`Options::sweep_interval`](crate::Options)). Order
+    /// holds across a crash of the machine too: whatever was written before a write
+    /// that survived survives with it.
+    ///
+    /// For records written on every call whose loss in a power cut is tolerable, as
+    /// audit events are: Teleport's own file audit log does not sync at all.
+    Process,
+}
+
 /// The future every [`Backend`] method returns.
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T>>;
 
@@ -61,8 +83,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// live, or is invalid, fails alone. The outer error (storage failing) means none
     /// was stored.
     ///
-    /// The default creates them one by one.
-    fn create_many(&self, items: Vec<NewItem>) -> BackendFuture<'_, Vec<Result<i64>>> {
+    /// `durability` says how far the commit must get before this returns; the default
+    /// creates them one by one, each fully durable.
+    fn create_many(
+        &self,
+        items: Vec<NewItem>,
+        _durability: Durability,
+    ) -> BackendFuture<'_, Vec<Result<i64>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(items.len());
             for item in items {

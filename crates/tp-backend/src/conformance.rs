@@ -261,7 +261,8 @@ pub async fn create_refuses_a_live_item(open: &dyn Open) {
 }
 
 /// `create_many` creates in order, one revision and event each, and an item whose key
-/// is live (before the call or earlier in it) or invalid fails alone.
+/// is live (before the call or earlier in it) or invalid fails alone; both durabilities
+/// store alike, and a synced batch after an unsynced one keeps the order.
 pub async fn create_many_creates_in_order_and_fails_items_alone(open: &dyn Open) {
     let s = setup(open).await;
     let b = &s.backend;
@@ -276,14 +277,17 @@ pub async fn create_many_creates_in_order_and_fails_items_alone(open: &dyn Open)
         expires: None,
     };
     let results = ok(
-        b.create_many(vec![
-            item(b"/m/a", b"1"),
-            item(b"/m/b", b"2"),
-            item(b"/m/a", b"again"),
-            item(b"/m/c", b"new"),
-            item(b"", b"no key"),
-            item(b"/m/d", b"4"),
-        ])
+        b.create_many(
+            vec![
+                item(b"/m/a", b"1"),
+                item(b"/m/b", b"2"),
+                item(b"/m/a", b"again"),
+                item(b"/m/c", b"new"),
+                item(b"", b"no key"),
+                item(b"/m/d", b"4"),
+            ],
+            crate::Durability::Process,
+        )
         .await,
         "create_many",
     );
@@ -309,14 +313,37 @@ pub async fn create_many_creates_in_order_and_fails_items_alone(open: &dyn Open)
             assert_eq!(got.revision, rev);
         }
     }
-    for (key, rev) in [(&b"/m/a"[..], ra), (b"/m/b", rb), (b"/m/d", rd)] {
+    let synced = ok(
+        b.create_many(
+            vec![item(b"/m/a", b"taken"), item(b"/m/e", b"5")],
+            crate::Durability::Synced,
+        )
+        .await,
+        "synced create_many",
+    );
+    let [a3, e] =
+        <[Result<i64>; 2]>::try_from(synced).unwrap_or_else(|_| unreachable!("two results"));
+    fails(a3, ErrorKind::AlreadyExists, "/m/a in a synced batch");
+    let re = ok(e, "/m/e");
+    assert!(rd < re, "a later batch gets a later revision: {rd} {re}");
+    assert_eq!(ok(b.get(b"/m/e").await, "get /m/e").value, b"5");
+    for (key, rev) in [
+        (&b"/m/a"[..], ra),
+        (b"/m/b", rb),
+        (b"/m/d", rd),
+        (b"/m/e", re),
+    ] {
         let e = next_event(&mut w, "create_many event").await;
         assert_eq!(put_event(&e).0, key);
         assert_eq!(put_event(&e).2, rev);
     }
     assert_quiet(&mut w, "after create_many").await;
     assert!(
-        ok(b.create_many(Vec::new()).await, "empty create_many").is_empty(),
+        ok(
+            b.create_many(Vec::new(), crate::Durability::Synced).await,
+            "empty create_many"
+        )
+        .is_empty(),
         "nothing to create"
     );
 }

@@ -51,7 +51,7 @@ mod sweeper;
 mod types;
 mod watch;
 
-pub use backend::{Backend, BackendFuture, NewItem};
+pub use backend::{Backend, BackendFuture, Durability, NewItem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, KeyDisplay, Result};
 pub use memory::MemoryBackend;

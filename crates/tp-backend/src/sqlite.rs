@@ -22,7 +22,7 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +31,7 @@ use futures_util::stream::{self, StreamExt};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::broadcast;
 
-use crate::backend::{Backend, BackendFuture, NewItem};
+use crate::backend::{Backend, BackendFuture, Durability, NewItem};
 use crate::clock::Clock;
 use crate::error::{Error, KeyDisplay, Result};
 use crate::options::Options;
@@ -116,6 +116,11 @@ struct Inner {
     options: Options,
     /// Items recently read, served without the blocking pool (see [`ReadCache`]).
     cache: Mutex<ReadCache>,
+    /// Set by a [`Durability::Process`] commit, cleared by a synced one: whether the
+    /// write-ahead log may hold commits not yet on stable storage.
+    unsynced: AtomicBool,
+    /// The write-ahead log (`<path>-wal`), synced by the background pass.
+    wal: PathBuf,
 }
 
 /// Items this process read recently, so that hot keys (roles, users, CAs, read on
@@ -140,6 +145,9 @@ struct Writer {
     conn: Connection,
     revision: i64,
     compacted: i64,
+    /// What the connection's `synchronous` is set to: `FULL` for
+    /// [`Durability::Synced`], `NORMAL` for [`Durability::Process`].
+    synchronous: Durability,
 }
 
 impl SqliteBackend {
@@ -169,21 +177,24 @@ impl SqliteBackend {
             .execute_batch("PRAGMA query_only = ON;")
             .map_err(|e| Error::storage(&location, "open the database (read connection)", e))?;
         let inner = Arc::new(Inner {
-            path,
             location,
             writer: Mutex::new(Writer {
                 conn: writer,
                 revision,
                 compacted,
+                synchronous: Durability::Synced,
             }),
             reader: Mutex::new(reader),
             revision: AtomicI64::new(revision),
             changes: broadcast::channel(options.watch_buffer).0,
             options,
             cache: Mutex::new(ReadCache::default()),
+            unsynced: AtomicBool::new(false),
+            wal: wal_path(&path),
+            path,
         });
         let sweeper = inner.options.sweep_interval.and_then(|interval| {
-            sweeper::spawn(Arc::downgrade(&inner), interval, Inner::sweep).map(Arc::new)
+            sweeper::spawn(Arc::downgrade(&inner), interval, Inner::background_pass).map(Arc::new)
         });
         tracing::debug!(path = %inner.location, revision, "opened the SQLite backend");
         Ok(Self {
@@ -221,6 +232,13 @@ async fn on_blocking_pool<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(Error::storage(location, "run a blocking database task", e)))
+}
+
+/// SQLite's write-ahead log beside the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_os_string();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 /// Creates missing parent directories (0700) and the file (0600).
@@ -521,13 +539,35 @@ impl Inner {
     }
 
     /// Runs `f` in one transaction; commits its events, prunes history and announces
-    /// the events in order.
+    /// the events in order. The commit is on stable storage before this returns.
     fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        self.write_as(Durability::Synced, f)
+    }
+
+    /// [`write`](Self::write), acknowledged once as durable as `durability` asks.
+    fn write_as<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let now = self.now();
         let mut guard = self.lock_writer()?;
         let w = &mut *guard;
         let (base, compacted) = (w.revision, w.compacted);
         let err = |op: &'static str| move |e| Error::storage(&self.location, op, e);
+        if w.synchronous != durability {
+            // In WAL mode, FULL syncs the log at every commit; NORMAL leaves it to the
+            // operating system until a checkpoint (or a later FULL commit) syncs it.
+            // Either way a commit is in the log, so it survives the process dying.
+            let level = match durability {
+                Durability::Synced => "FULL",
+                Durability::Process => "NORMAL",
+            };
+            w.conn
+                .pragma_update(None, "synchronous", level)
+                .map_err(err("set how commits are synced"))?;
+            w.synchronous = durability;
+        }
         let tx = w
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -565,6 +605,10 @@ impl Inner {
         })()
         .map_err(err("record the revision"))?;
         tx.commit().map_err(err("commit a write"))?;
+        // Under the writer lock, so the flag follows the order of the commits: a synced
+        // commit syncs the whole log, earlier unsynced commits included.
+        self.unsynced
+            .store(durability == Durability::Process, Ordering::Release);
         w.revision = revision;
         w.compacted = new_compacted;
         {
@@ -605,7 +649,7 @@ impl Inner {
 
     /// Creates `items` in one transaction (one commit): an invalid or live key fails
     /// that item alone.
-    fn create_many(&self, items: Vec<NewItem>) -> Result<Vec<Result<i64>>> {
+    fn create_many(&self, items: Vec<NewItem>, durability: Durability) -> Result<Vec<Result<i64>>> {
         let checked: Vec<(NewItem, Result<Option<i64>>)> = items
             .into_iter()
             .map(|i| {
@@ -613,7 +657,7 @@ impl Inner {
                 (i, expires)
             })
             .collect();
-        self.write(|tx| {
+        self.write_as(durability, |tx| {
             let mut out = Vec::with_capacity(checked.len());
             for (item, expires) in checked {
                 let expires = match expires {
@@ -660,6 +704,38 @@ impl Inner {
             }
             Ok(keys.len() as u64)
         })
+    }
+
+    /// The background thread's pass: deletes expired items, then syncs commits made
+    /// with [`Durability::Process`] since the last sync.
+    fn background_pass(&self) -> Result<u64> {
+        let swept = self.sweep();
+        let synced = self.sync_process_writes();
+        synced.and(swept)
+    }
+
+    /// Puts the write-ahead log on stable storage if a [`Durability::Process`] commit
+    /// may have left it unsynced. `fsync` writes back the file whichever descriptor
+    /// asks, so this needs neither SQLite's descriptor nor the writer lock: every
+    /// commit acknowledged before the flag was taken is in the log by then.
+    fn sync_process_writes(&self) -> Result<()> {
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let synced = std::fs::File::open(&self.wal).and_then(|f| f.sync_data());
+        match synced {
+            Ok(()) => Ok(()),
+            // A checkpoint that truncated the log synced everything first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                self.unsynced.store(true, Ordering::Release);
+                Err(Error::storage(
+                    self.wal.display().to_string(),
+                    "sync the write-ahead log",
+                    e,
+                ))
+            }
+        }
     }
 
     fn sweep(&self) -> Result<u64> {
@@ -898,8 +974,12 @@ impl Backend for SqliteBackend {
         self.run(move |i| i.write_one(&key, value, expires, Cond::Absent))
     }
 
-    fn create_many(&self, items: Vec<NewItem>) -> BackendFuture<'_, Vec<Result<i64>>> {
-        self.run(move |i| i.create_many(items))
+    fn create_many(
+        &self,
+        items: Vec<NewItem>,
+        durability: Durability,
+    ) -> BackendFuture<'_, Vec<Result<i64>>> {
+        self.run(move |i| i.create_many(items, durability))
     }
 
     fn put(
@@ -969,5 +1049,74 @@ impl Backend for SqliteBackend {
             let stream = replay(inner, start, newest).chain(live(rx, start.max(newest), buffer));
             Ok(Watcher::new(start, stream.boxed()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(inner: &Inner) -> i64 {
+        let w = inner.lock_writer().unwrap();
+        w.conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn unsynced(inner: &Inner) -> bool {
+        inner.unsynced.load(Ordering::Acquire)
+    }
+
+    fn item(key: &str) -> NewItem {
+        NewItem {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn process_writes_wait_for_the_next_synced_write_or_the_background_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default().with_sweep_interval(None);
+        let b = SqliteBackend::open_blocking(dir.path().join("tp.db"), options).unwrap();
+        let i = &*b.inner;
+        assert!(!unsynced(i), "a new database has nothing unsynced");
+        assert_eq!(synchronous(i), 2, "FULL by default");
+
+        i.create_many(vec![item("/a")], Durability::Process)
+            .unwrap()[0]
+            .as_ref()
+            .unwrap();
+        assert!(unsynced(i), "a process-durable commit is not synced");
+        assert_eq!(synchronous(i), 1, "NORMAL for it");
+        assert!(i.wal.exists(), "the log is where it is synced from");
+        i.background_pass().unwrap();
+        assert!(!unsynced(i), "the background pass syncs the log");
+
+        i.create_many(vec![item("/b")], Durability::Process)
+            .unwrap()[0]
+            .as_ref()
+            .unwrap();
+        assert!(unsynced(i));
+        i.write_one(b"/c", b"v".to_vec(), None, Cond::Any).unwrap();
+        assert!(
+            !unsynced(i),
+            "a synced commit syncs the earlier ones with it"
+        );
+        assert_eq!(synchronous(i), 2, "back to FULL");
+
+        // Nothing changed: no commit, nothing to sync.
+        i.create_many(vec![item("/c")], Durability::Process)
+            .unwrap()[0]
+            .as_ref()
+            .unwrap_err();
+        assert!(
+            !unsynced(i),
+            "a batch that stored nothing committed nothing"
+        );
+        for key in ["/a", "/b", "/c"] {
+            assert_eq!(i.get(key.as_bytes()).unwrap().value, b"v", "{key}");
+        }
     }
 }

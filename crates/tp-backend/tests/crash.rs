@@ -1,6 +1,7 @@
 //! Durability: a child process (this test binary, re-executed) makes acknowledged
 //! writes and is killed with SIGKILL at a random point; the reopened database holds
-//! every acknowledged write.
+//! every acknowledged write, those acknowledged with `Durability::Process` (not synced
+//! to disk) included.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use tp_backend::{Backend, ErrorKind, Options, SqliteBackend};
+use tp_backend::{Backend, Durability, ErrorKind, NewItem, Options, SqliteBackend};
 
 /// Set in the child: the database path.
 const CHILD_DB: &str = "TP_BACKEND_CRASH_CHILD_DB";
@@ -49,7 +50,18 @@ fn crash_child() {
                 tokio::spawn(async move {
                     for i in 0..1_000_000u32 {
                         let key = format!("/crash/{round}/{w}/{i:07}");
-                        b.put(key.as_bytes(), value_for(&key), None).await.unwrap();
+                        if w == 0 {
+                            // One writer's creates are acknowledged before any sync.
+                            let item = NewItem {
+                                key: key.clone().into_bytes(),
+                                value: value_for(&key),
+                                expires: None,
+                            };
+                            let created = b.create_many(vec![item], Durability::Process).await;
+                            created.unwrap().pop().unwrap().unwrap();
+                        } else {
+                            b.put(key.as_bytes(), value_for(&key), None).await.unwrap();
+                        }
                         ack("PUT", &key);
                         if i % 5 == 4 {
                             let old = format!("/crash/{round}/{w}/{:07}", i - 3);
