@@ -167,3 +167,78 @@ async fn an_accepted_connection_writes_vectored() {
     conn.flush().await.unwrap();
     assert_eq!(&client.await.unwrap(), b"headpayload");
 }
+
+/// Counts the wake-ups of the task polling by hand.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Writes are held back until a flush, and the flush first lets the other ready tasks
+/// run once (it wakes its own task and returns `Pending`), so that responses finished
+/// meanwhile leave together.
+#[tokio::test]
+async fn writes_leave_together_at_the_flush_after_one_turn() {
+    use futures_util::StreamExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWrite as _, AsyncWriteExt as _};
+
+    let user_ca = Ca::new("example.com");
+    let host_ca = Ca::new("example.com");
+    let (chain, key) = host_ca.server();
+    let config = listener::server_config(chain, key, vec![user_ca.der(), host_ca.der()]).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut incoming = listener::incoming(l, Arc::new(config));
+    let tls = client_tls(&host_ca, Some(user_ca.identity("alice", "api-role", false)));
+    let (first_tx, mut first_rx) = tokio::sync::oneshot::channel();
+    let client = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from("teleport.cluster.local").unwrap();
+        let mut s = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let mut got = vec![0u8; 11];
+        s.read_exact(&mut got[..1]).await.unwrap();
+        let _ = first_tx.send(());
+        s.read_exact(&mut got[1..]).await.unwrap();
+        got
+    });
+    let mut conn = incoming.next().await.unwrap().unwrap();
+    conn.write_all(b"first").await.unwrap();
+    conn.write_all(b"second").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        first_rx.try_recv().is_err(),
+        "nothing leaves before the flush"
+    );
+
+    let wakes = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(wakes.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(
+        std::pin::Pin::new(&mut conn)
+            .poll_flush(&mut cx)
+            .is_pending(),
+        "the first flush gives way"
+    );
+    assert_eq!(
+        wakes.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "and has its task polled again"
+    );
+    conn.flush().await.unwrap();
+    assert_eq!(client.await.unwrap(), b"firstsecond");
+
+    // A flush with nothing held back does not give way.
+    assert!(std::pin::Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
+}

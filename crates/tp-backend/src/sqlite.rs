@@ -394,10 +394,12 @@ struct WriteTx<'a> {
 }
 
 impl WriteTx<'_> {
-    fn err(&self, op: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> Error {
-        let location = self.location.to_string();
-        let op = op();
-        move |e| Error::storage(location, op, e)
+    fn err<'s>(
+        &'s self,
+        op: impl FnOnce() -> String + 's,
+    ) -> impl FnOnce(rusqlite::Error) -> Error + 's {
+        // Only a failure pays for naming the operation.
+        move |e| Error::storage(self.location, op(), e)
     }
 
     /// The revision of the live item at `key`.
