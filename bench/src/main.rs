@@ -258,7 +258,8 @@ async fn bench(want: &dyn Fn(&str) -> bool) -> anyhow::Result<(bool, tunnel::Tun
 /// GetRole and Ping against bare tonic (when `calls`), GenerateUserCerts against raw
 /// signing.
 async fn rpc(calls: bool) -> anyhow::Result<bool> {
-    // The Auth server as tpd runs it: on SQLite (WAL, synchronous=FULL) in a directory.
+    // The Auth server as tpd runs it: on SQLite (WAL, synchronous=FULL; certificate
+    // audit events Process-durable, synced in the background) in a directory.
     let dir = tempfile::tempdir()?;
     let backend = tp_backend::SqliteBackend::open(dir.path().join("sqlite.db")).await?;
     let cluster = TestCluster::start_with(

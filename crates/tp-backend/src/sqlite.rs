@@ -78,7 +78,11 @@ const KIND_DELETE: i64 = 1;
 
 /// The embedded default [`Backend`]: one SQLite file in WAL mode with
 /// `synchronous=FULL`, so a write is on disk before it is acknowledged and survives a
-/// crash of the process (or the machine).
+/// crash of the process (or the machine). The exception is a
+/// [`create_many`](Backend::create_many) that asks for [`Durability::Process`]: it is
+/// committed with `synchronous=NORMAL` (in the log, not yet synced: it survives the
+/// process dying), and the log is synced with the next synced commit or by the
+/// background thread within [`Options::sweep_interval`].
 ///
 /// The database file is created with mode 0600 and missing parent directories with
 /// 0700 (existing ones are left alone). Cloning gives another handle to the same
