@@ -125,12 +125,13 @@ async fn a_host_certificate_is_attributed_to_the_host_ca() {
     );
 }
 
-/// An accepted connection takes a vectored write whole (h2 hands over a frame head and
-/// its payload as two slices): one TLS record carries both.
-#[tokio::test]
-async fn an_accepted_connection_writes_vectored() {
+/// A connection the Auth listener accepted (a user's certificate, over real mutual
+/// TLS), and the client's end of it.
+async fn accepted() -> (
+    listener::TlsConnection,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
     use futures_util::StreamExt as _;
-    use tokio::io::{AsyncReadExt as _, AsyncWrite as _, AsyncWriteExt as _};
 
     let user_ca = Ca::new("example.com");
     let host_ca = Ca::new("example.com");
@@ -145,15 +146,22 @@ async fn an_accepted_connection_writes_vectored() {
             .await
             .unwrap();
         let name = rustls_pki_types::ServerName::try_from("teleport.cluster.local").unwrap();
-        let mut s = tokio_rustls::TlsConnector::from(tls)
+        tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .unwrap();
-        let mut got = [0u8; 11];
-        s.read_exact(&mut got).await.unwrap();
-        got
+            .unwrap()
     });
-    let mut conn = incoming.next().await.unwrap().unwrap();
+    let conn = incoming.next().await.unwrap().unwrap();
+    (conn, client.await.unwrap())
+}
+
+/// An accepted connection takes a vectored write whole (h2 hands over a frame head and
+/// its payload as two slices): one TLS record carries both.
+#[tokio::test]
+async fn an_accepted_connection_writes_vectored() {
+    use tokio::io::{AsyncReadExt as _, AsyncWrite as _, AsyncWriteExt as _};
+
+    let (mut conn, mut client) = accepted().await;
     assert!(conn.is_write_vectored());
     let slices = [
         std::io::IoSlice::new(b"head"),
@@ -165,7 +173,9 @@ async fn an_accepted_connection_writes_vectored() {
         "both slices"
     );
     conn.flush().await.unwrap();
-    assert_eq!(&client.await.unwrap(), b"headpayload");
+    let mut got = [0u8; 11];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"headpayload");
 }
 
 /// Counts the wake-ups of the task polling by hand.
@@ -186,34 +196,17 @@ impl std::task::Wake for CountingWaker {
 /// meanwhile leave together.
 #[tokio::test]
 async fn writes_leave_together_at_the_flush_after_one_turn() {
-    use futures_util::StreamExt as _;
     use tokio::io::{AsyncReadExt as _, AsyncWrite as _, AsyncWriteExt as _};
 
-    let user_ca = Ca::new("example.com");
-    let host_ca = Ca::new("example.com");
-    let (chain, key) = host_ca.server();
-    let config = listener::server_config(chain, key, vec![user_ca.der(), host_ca.der()]).unwrap();
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let mut incoming = listener::incoming(l, Arc::new(config));
-    let tls = client_tls(&host_ca, Some(user_ca.identity("alice", "api-role", false)));
+    let (mut conn, mut client) = accepted().await;
     let (first_tx, mut first_rx) = tokio::sync::oneshot::channel();
-    let client = tokio::spawn(async move {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let name = rustls_pki_types::ServerName::try_from("teleport.cluster.local").unwrap();
-        let mut s = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .unwrap();
+    let reader = tokio::spawn(async move {
         let mut got = vec![0u8; 11];
-        s.read_exact(&mut got[..1]).await.unwrap();
+        client.read_exact(&mut got[..1]).await.unwrap();
         let _ = first_tx.send(());
-        s.read_exact(&mut got[1..]).await.unwrap();
+        client.read_exact(&mut got[1..]).await.unwrap();
         got
     });
-    let mut conn = incoming.next().await.unwrap().unwrap();
     conn.write_all(b"first").await.unwrap();
     conn.write_all(b"second").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -237,7 +230,7 @@ async fn writes_leave_together_at_the_flush_after_one_turn() {
         "and has its task polled again"
     );
     conn.flush().await.unwrap();
-    assert_eq!(client.await.unwrap(), b"firstsecond");
+    assert_eq!(reader.await.unwrap(), b"firstsecond");
 
     // A flush with nothing held back does not give way.
     assert!(std::pin::Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
