@@ -144,6 +144,9 @@ pub struct PeerInfo {
 /// through at once.
 const MAX_COALESCED: usize = 64 * 1024;
 
+/// The most buffer capacity a connection keeps once its held-back writes are out.
+const KEPT_CAPACITY: usize = 16 * 1024;
+
 /// An accepted, handshaken connection.
 ///
 /// Writes coalesce: what HTTP/2 writes is kept until it flushes, and the first flush
@@ -174,8 +177,13 @@ impl TlsConnection {
             }
             self.sent += n;
         }
-        self.out.clear();
         self.sent = 0;
+        if self.out.capacity() > KEPT_CAPACITY {
+            // An idle connection keeps no large buffer from a burst.
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
         Poll::Ready(Ok(()))
     }
 
