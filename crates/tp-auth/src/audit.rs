@@ -158,13 +158,10 @@ fn start_writer(store: Arc<dyn Store>) -> mpsc::Sender<Pending> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
             gather(&mut rx, &mut batch).await;
+            let durability = batch_durability(&batch);
             let mut items = Vec::with_capacity(batch.len());
             let mut waiting = Vec::with_capacity(batch.len());
-            let mut durability = Durability::Process;
             for p in batch.drain(..) {
-                if p.durability == Durability::Synced {
-                    durability = Durability::Synced;
-                }
                 items.push((p.id, p.value, None));
                 waiting.push(p.done);
             }
@@ -183,6 +180,15 @@ fn start_writer(store: Arc<dyn Store>) -> mpsc::Sender<Pending> {
         }
     });
     tx
+}
+
+/// What a batch's commit must give: synced if any of its events asks for it.
+fn batch_durability(batch: &[Pending]) -> Durability {
+    if batch.iter().any(|p| p.durability == Durability::Synced) {
+        Durability::Synced
+    } else {
+        Durability::Process
+    }
 }
 
 /// Under load, more appends are on their way while the first of a batch arrives: lets
@@ -363,6 +369,52 @@ mod tests {
         assert_eq!(log.list(&before, 10).await.unwrap().events.len(), 5);
         let later = start_at(SystemTime::now() + std::time::Duration::from_secs(60));
         assert!(log.list(&later, 10).await.unwrap().events.is_empty());
+    }
+
+    fn pending(durability: Durability) -> Pending {
+        Pending {
+            id: String::new(),
+            value: Vec::new(),
+            durability,
+            done: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_synced_if_any_of_its_events_asks() {
+        use Durability::{Process, Synced};
+        assert_eq!(
+            batch_durability(&[pending(Process), pending(Process)]),
+            Process
+        );
+        assert_eq!(
+            batch_durability(&[pending(Process), pending(Synced), pending(Process)]),
+            Synced
+        );
+        assert_eq!(batch_durability(&[pending(Synced)]), Synced);
+    }
+
+    /// The writer waits for appends that ready tasks are about to make (some a few turns
+    /// away), and alone it takes just what is there.
+    #[tokio::test(flavor = "current_thread")]
+    async fn gather_takes_the_appends_ready_tasks_are_making() {
+        let (tx, mut rx) = mpsc::channel(64);
+        for i in 0..10 {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for _ in 0..i % 3 {
+                    tokio::task::yield_now().await;
+                }
+                let _ = tx.send(pending(Durability::Process)).await;
+            });
+        }
+        let mut batch = vec![pending(Durability::Process)];
+        gather(&mut rx, &mut batch).await;
+        assert_eq!(batch.len(), 11, "the first and all ten on their way");
+
+        let mut alone = vec![pending(Durability::Process)];
+        gather(&mut rx, &mut alone).await;
+        assert_eq!(alone.len(), 1, "nothing else was coming");
     }
 
     #[test]

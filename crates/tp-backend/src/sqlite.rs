@@ -1125,4 +1125,24 @@ mod tests {
             assert_eq!(i.get(key.as_bytes()).unwrap().value, b"v", "{key}");
         }
     }
+
+    #[test]
+    fn the_background_thread_syncs_process_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default().with_sweep_interval(Some(Duration::from_millis(10)));
+        let b = SqliteBackend::open_blocking(dir.path().join("tp.db"), options).unwrap();
+        let i = &*b.inner;
+        i.create_many(vec![item("/a")], Durability::Process)
+            .unwrap()[0]
+            .as_ref()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while unsynced(i) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sweeper thread never synced the log"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
