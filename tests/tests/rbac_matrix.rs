@@ -28,7 +28,7 @@ use tp_proto::proto::{ListRolesRequest, Operation, Watch};
 use tp_proto::teleport::users::v1::ListUsersRequest;
 use tp_proto::types::{
     Metadata, ProvisionTokenSpecV2, ProvisionTokenV2, RoleConditions, RoleSpecV6, RoleV6, Rule,
-    UserSpecV2, UserV2, WatchKind,
+    UserV2, WatchKind,
 };
 use tp_tests::cluster::{TestCluster, now};
 
@@ -348,22 +348,6 @@ fn from_role(role: &RoleV6) -> ORole {
     }
 }
 
-fn user(name: &str, roles: &[String]) -> UserV2 {
-    UserV2 {
-        kind: "user".into(),
-        version: "v2".into(),
-        metadata: Some(Metadata {
-            name: name.into(),
-            ..Default::default()
-        }),
-        spec: Some(UserSpecV2 {
-            roles: roles.to_vec(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn token(name: &str) -> ProvisionTokenV2 {
     ProvisionTokenV2 {
         kind: "token".into(),
@@ -562,15 +546,15 @@ async fn call(
             .await
             .map(drop),
         "CreateUser" => c
-            .create_user(user(&fresh("new"), &["nothing".into()]))
+            .create_user(UserV2::new(&fresh("new"), &["nothing"]))
             .await
             .map(drop),
         "UpdateUser" => c
-            .update_user(user("target-user", &["nothing".into()]))
+            .update_user(UserV2::new("target-user", &["nothing"]))
             .await
             .map(drop),
         "UpsertUser" => c
-            .upsert_user(user(&fresh("up"), &["nothing".into()]))
+            .upsert_user(UserV2::new(&fresh("up"), &["nothing"]))
             .await
             .map(drop),
         "DeleteUser" => c.delete_user(&fresh("absent")).await,
@@ -696,7 +680,7 @@ async fn matrix(seed: u64) {
         .await
         .unwrap();
     admin
-        .create_user(user("target-user", &["nothing".into()]))
+        .create_user(UserV2::new("target-user", &["nothing"]))
         .await
         .unwrap();
 
@@ -723,7 +707,8 @@ async fn matrix(seed: u64) {
         users.push((user_name(i), held));
     }
     for (name, held) in &users {
-        admin.create_user(user(name, held)).await.unwrap();
+        let held: Vec<&str> = held.iter().map(String::as_str).collect();
+        admin.create_user(UserV2::new(name, &held)).await.unwrap();
     }
 
     let by_name: BTreeMap<String, ORole> =

@@ -65,6 +65,28 @@ async fn trust_service_on_a_bootstrapped_cluster() {
     );
 }
 
+/// An SSH certificate for `api-user` on `key`, asking for `seconds` of validity (the
+/// server's default without).
+async fn api_user_ssh_cert(
+    admin: &tp_client::Client,
+    key: &ssh_key::PublicKey,
+    seconds: Option<i64>,
+) -> ssh_key::Certificate {
+    let certs = admin
+        .generate_user_certs(tp_proto::proto::UserCertsRequest {
+            username: "api-user".into(),
+            ssh_public_key: key.to_openssh().unwrap().into_bytes(),
+            expires: seconds.map(|s| prost_types::Timestamp {
+                seconds: now() + s,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    ssh_key::Certificate::from_openssh(std::str::from_utf8(&certs.ssh).unwrap().trim()).unwrap()
+}
+
 #[tokio::test]
 async fn certificates_issued_by_the_cluster_log_a_user_in() {
     use tp_proto::proto::UserCertsRequest;
@@ -156,20 +178,7 @@ async fn certificates_issued_by_the_cluster_log_a_user_in() {
         .unwrap()
         .max_session_ttl = 3600 * 1_000_000_000;
     admin.update_role(edited).await.unwrap();
-    let again = admin
-        .generate_user_certs(UserCertsRequest {
-            username: "api-user".into(),
-            ssh_public_key: ssh_key.public_key().to_openssh().unwrap().into_bytes(),
-            expires: Some(prost_types::Timestamp {
-                seconds: now() + 100 * 3600,
-                nanos: 0,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let again = ssh_key::Certificate::from_openssh(std::str::from_utf8(&again.ssh).unwrap().trim())
-        .unwrap();
+    let again = api_user_ssh_cert(&admin, ssh_key.public_key(), Some(100 * 3600)).await;
     let lifetime = again.valid_before() as i64 - now();
     assert!(
         (3400..=3700).contains(&lifetime),
@@ -189,17 +198,7 @@ async fn certificates_issued_by_the_cluster_log_a_user_in() {
         .into(),
     });
     admin.update_user(user).await.unwrap();
-    let renamed = admin
-        .generate_user_certs(UserCertsRequest {
-            username: "api-user".into(),
-            ssh_public_key: ssh_key.public_key().to_openssh().unwrap().into_bytes(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let renamed =
-        ssh_key::Certificate::from_openssh(std::str::from_utf8(&renamed.ssh).unwrap().trim())
-            .unwrap();
+    let renamed = api_user_ssh_cert(&admin, ssh_key.public_key(), None).await;
     assert_eq!(
         renamed.valid_principals(),
         ["ops", "deploy", "-teleport-internal-join"],
