@@ -6,12 +6,14 @@
 //! - `items(key BLOB PRIMARY KEY, value BLOB, revision INTEGER, expires INTEGER)`:
 //!   the current items; `expires` is nanoseconds since the epoch.
 //! - `events(revision INTEGER PRIMARY KEY, kind INTEGER, key BLOB, value BLOB,
-//!   expires INTEGER)`: the newest [`Options::history_limit`] changes (kind 0 = put,
-//!   1 = delete), written in the same transaction as the change they describe. Put
-//!   events carry their value, so retained history can cost up to `history_limit`
-//!   values of extra space; it is what lets a watcher resume after a restart.
+//!   expires INTEGER)`: the newest changes (kind 0 = put, 1 = delete), written in the
+//!   same transaction as the change they describe. Watches replay the newest
+//!   [`Options::history_limit`] of them; older rows are deleted in batches of an eighth
+//!   of the limit (see [`prune_batch`]), so the table holds up to 1.125 × the limit.
+//!   Put events carry their value, so retained history costs that many values of
+//!   extra space; it is what lets a watcher resume after a restart.
 //! - `meta(name TEXT PRIMARY KEY, value INTEGER)`: `revision` (the newest revision) and
-//!   `compacted` (the newest revision whose event was pruned).
+//!   `compacted` (the newest revision whose event row was deleted).
 //!
 //! Writes go through one connection under a mutex, in `BEGIN IMMEDIATE` transactions,
 //! and are announced to live watchers after the commit while the mutex is still held,
@@ -148,7 +150,11 @@ const READ_CACHE_BYTES: usize = 32 << 20;
 struct Writer {
     conn: Connection,
     revision: i64,
+    /// The newest revision a watch cannot start from: the history limit's floor
+    /// (events at or below it may still be stored, but are no longer replayed).
     compacted: i64,
+    /// The newest revision whose event row is deleted (`meta.compacted`).
+    pruned: i64,
     /// What the connection's `synchronous` is set to: `FULL` for
     /// [`Durability::Synced`], `NORMAL` for [`Durability::Process`].
     synchronous: Durability,
@@ -175,7 +181,8 @@ impl SqliteBackend {
         let options = options.normalized();
         prepare_file(&path, &location)?;
         let mut writer = connect(&path, &location)?;
-        let (revision, compacted) = init_schema(&mut writer, &location)?;
+        let (revision, pruned) = init_schema(&mut writer, &location)?;
+        let compacted = pruned.max(history_floor(revision, options.history_limit));
         let reader = connect(&path, &location)?;
         reader
             .execute_batch("PRAGMA query_only = ON;")
@@ -186,6 +193,7 @@ impl SqliteBackend {
                 conn: writer,
                 revision,
                 compacted,
+                pruned,
                 synchronous: Durability::Synced,
             }),
             reader: Mutex::new(reader),
@@ -380,6 +388,18 @@ fn init_schema(conn: &mut Connection, location: &str) -> Result<(i64, i64)> {
     Ok((revision, compacted))
 }
 
+/// The newest revision outside the replayable history of `limit` events when the
+/// newest revision is `revision`.
+fn history_floor(revision: i64, limit: u64) -> i64 {
+    revision.saturating_sub(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+/// How many replayable-history-expired event rows accumulate before they are deleted
+/// (in one statement): an eighth of the history limit, at least one.
+fn prune_batch(limit: u64) -> i64 {
+    i64::try_from(limit / 8).unwrap_or(i64::MAX).max(1)
+}
+
 /// The clock's time in nanoseconds since the epoch, clamped to what is storable.
 fn now_nanos(clock: &dyn Clock) -> i64 {
     match clock.now().duration_since(UNIX_EPOCH) {
@@ -420,25 +440,68 @@ impl WriteTx<'_> {
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>, expires: Option<i64>) -> Result<i64> {
+        // An upsert changes its row; `None` would mean SQLite wrote nothing.
+        self.put_where(key, value, expires, false)?.ok_or_else(|| {
+            Error::storage(
+                self.location,
+                format!("write {}", KeyDisplay(key)),
+                "the write changed no row",
+            )
+        })
+    }
+
+    /// Creates the item at `key` unless a live one is there (then `None`), in one
+    /// statement: the insert replaces only an expired item that the sweeper has not
+    /// deleted yet.
+    fn create(&mut self, key: &[u8], value: Vec<u8>, expires: Option<i64>) -> Result<Option<i64>> {
+        self.put_where(key, value, expires, true)
+    }
+
+    /// Writes the item and its event; with `absent`, only if no live item is at `key`
+    /// (`None` when one is).
+    fn put_where(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires: Option<i64>,
+        absent: bool,
+    ) -> Result<Option<i64>> {
         let revision = self.revision + 1;
         let err = self.err(|| format!("write {}", KeyDisplay(key)));
-        (|| {
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO items (key, value, revision, expires) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
-                         revision = excluded.revision, expires = excluded.expires",
-                )?
-                .execute(rusqlite::params![key, value, revision, expires])?;
+        let written = (|| {
+            let changed = if absent {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO items (key, value, revision, expires) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                             revision = excluded.revision, expires = excluded.expires
+                         WHERE items.expires IS NOT NULL AND items.expires <= ?5",
+                    )?
+                    .execute(rusqlite::params![key, value, revision, expires, self.now])?
+            } else {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO items (key, value, revision, expires) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                             revision = excluded.revision, expires = excluded.expires",
+                    )?
+                    .execute(rusqlite::params![key, value, revision, expires])?
+            };
+            if changed == 0 {
+                return Ok(false);
+            }
             self.tx
                 .prepare_cached(
                     "INSERT INTO events (revision, kind, key, value, expires)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(rusqlite::params![revision, KIND_PUT, key, value, expires])?;
-            Ok(())
+            Ok(true)
         })()
         .map_err(err)?;
+        if !written {
+            return Ok(None);
+        }
         self.revision = revision;
         self.events.push(Event::Put(Item {
             key: key.to_vec(),
@@ -446,7 +509,7 @@ impl WriteTx<'_> {
             revision,
             expires: expires.map(from_nanos),
         }));
-        Ok(revision)
+        Ok(Some(revision))
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<i64> {
@@ -559,7 +622,7 @@ impl Inner {
         let now = self.now();
         let mut guard = self.lock_writer()?;
         let w = &mut *guard;
-        let (base, compacted) = (w.revision, w.compacted);
+        let (base, pruned) = (w.revision, w.pruned);
         let err = |op: &'static str| move |e| Error::storage(&self.location, op, e);
         if w.synchronous != durability {
             // In WAL mode, FULL syncs the log at every commit; NORMAL leaves it to the
@@ -596,16 +659,23 @@ impl Inner {
             // Nothing changed: the transaction rolls back when dropped.
             return Ok(out);
         }
-        let limit = i64::try_from(self.options.history_limit).unwrap_or(i64::MAX);
-        let floor = revision.saturating_sub(limit);
-        let new_compacted = compacted.max(floor);
+        let floor = w
+            .compacted
+            .max(history_floor(revision, self.options.history_limit));
+        // Deleting the rows below the floor a batch at a time, rather than a few at
+        // every commit, spares most commits the pages the deletion dirties.
+        let new_pruned = if floor - pruned >= prune_batch(self.options.history_limit) {
+            floor
+        } else {
+            pruned
+        };
         (|| {
             let mut meta = tx.prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")?;
             meta.execute(rusqlite::params!["revision", revision])?;
-            if new_compacted > compacted {
+            if new_pruned > pruned {
                 tx.prepare_cached("DELETE FROM events WHERE revision <= ?1")?
-                    .execute([new_compacted])?;
-                meta.execute(rusqlite::params!["compacted", new_compacted])?;
+                    .execute([new_pruned])?;
+                meta.execute(rusqlite::params!["compacted", new_pruned])?;
             }
             Ok(())
         })()
@@ -616,7 +686,8 @@ impl Inner {
         self.unsynced
             .store(durability == Durability::Process, Ordering::Release);
         w.revision = revision;
-        w.compacted = new_compacted;
+        w.compacted = floor;
+        w.pruned = new_pruned;
         {
             // Drop what this commit changed and publish its revision together, so a read
             // that overlapped the commit does not fill the cache (see `ReadCache`).
@@ -648,6 +719,11 @@ impl Inner {
     ) -> Result<i64> {
         let expires = check_write(key, expires)?;
         self.write(|tx| {
+            if matches!(cond, Cond::Absent) {
+                return tx
+                    .create(key, value, expires)?
+                    .ok_or_else(|| Error::AlreadyExists { key: key.to_vec() });
+            }
             check_cond(key, tx.live_revision(key)?, cond)?;
             tx.put(key, value, expires)
         })
@@ -673,10 +749,10 @@ impl Inner {
                         continue;
                     }
                 };
-                match check_cond(&item.key, tx.live_revision(&item.key)?, Cond::Absent) {
-                    Ok(()) => out.push(Ok(tx.put(&item.key, item.value, expires)?)),
-                    Err(e) => out.push(Err(e)),
-                }
+                out.push(match tx.create(&item.key, item.value, expires)? {
+                    Some(revision) => Ok(revision),
+                    None => Err(Error::AlreadyExists { key: item.key }),
+                });
             }
             Ok(out)
         })
@@ -1144,5 +1220,113 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The number of stored event rows and the oldest one's revision.
+    fn event_rows(inner: &Inner) -> (i64, i64) {
+        let w = inner.lock_writer().unwrap();
+        w.conn
+            .query_row(
+                "SELECT count(*), coalesce(min(revision), 0) FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    fn compacted_at(inner: &Inner, from: i64) -> Option<i64> {
+        match inner.subscribe(Some(from)) {
+            Ok(_) => None,
+            Err(Error::Compacted { compacted, .. }) => Some(compacted),
+            Err(e) => panic!("watch from {from}: {e}"),
+        }
+    }
+
+    fn put_n(inner: &Inner, n: usize) {
+        for _ in 0..n {
+            inner.write_one(b"/k", vec![], None, Cond::Any).unwrap();
+        }
+    }
+
+    #[test]
+    fn expired_history_is_deleted_in_batches_and_its_floor_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tp.db");
+        let options = Options::default()
+            .with_sweep_interval(None)
+            .with_history_limit(64);
+        let b = SqliteBackend::open_blocking(&path, options.clone()).unwrap();
+        let i = &*b.inner;
+        assert_eq!(prune_batch(64), 8);
+        put_n(i, 64 + 7);
+        assert_eq!(
+            event_rows(i),
+            (71, 1),
+            "seven past the limit, one short of a batch: no row deleted yet"
+        );
+        assert_eq!(compacted_at(i, 6), Some(7), "yet the floor is exact");
+        assert_eq!(compacted_at(i, 7), None);
+        put_n(i, 1);
+        assert_eq!(event_rows(i), (64, 9), "a batch of eight deleted at once");
+        put_n(i, 7);
+        assert_eq!(event_rows(i), (71, 9));
+        drop(b);
+
+        let b = SqliteBackend::open_blocking(&path, options).unwrap();
+        let i = &*b.inner;
+        assert_eq!(
+            compacted_at(i, 14),
+            Some(15),
+            "the floor comes from the newest revision and the limit, not the deleted rows"
+        );
+        assert_eq!(compacted_at(i, 15), None);
+    }
+
+    #[test]
+    fn a_create_replaces_only_an_expired_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(crate::clock::ManualClock::new(
+            UNIX_EPOCH + Duration::from_secs(1_000),
+        ));
+        let options = Options::default()
+            .with_sweep_interval(None)
+            .with_clock(clock.clone());
+        let b = SqliteBackend::open_blocking(dir.path().join("tp.db"), options).unwrap();
+        let i = &*b.inner;
+        let soon = Some(UNIX_EPOCH + Duration::from_secs(1_010));
+        let first = i
+            .write_one(b"/t", b"1".to_vec(), soon, Cond::Absent)
+            .unwrap();
+        let live = i.write_one(b"/t", b"2".to_vec(), None, Cond::Absent);
+        assert!(matches!(live, Err(Error::AlreadyExists { .. })), "{live:?}");
+        let batch = i
+            .create_many(vec![item("/t")], Durability::Process)
+            .unwrap();
+        assert!(
+            matches!(batch[0], Err(Error::AlreadyExists { .. })),
+            "{batch:?}"
+        );
+        assert_eq!(
+            i.get(b"/t").unwrap().value,
+            b"1",
+            "the live item is untouched"
+        );
+        assert_eq!(
+            b.inner.revision.load(Ordering::Acquire),
+            first,
+            "no revision spent"
+        );
+
+        clock.advance(Duration::from_secs(10));
+        let batch = i
+            .create_many(vec![item("/t")], Durability::Process)
+            .unwrap();
+        let second = *batch[0].as_ref().unwrap();
+        assert_eq!(second, first + 1);
+        let got = i.get(b"/t").unwrap();
+        assert_eq!(
+            (got.value.as_slice(), got.revision, got.expires),
+            (&b"v"[..], second, None)
+        );
     }
 }
