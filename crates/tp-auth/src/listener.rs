@@ -144,16 +144,20 @@ pub struct PeerInfo {
 /// through at once.
 const MAX_COALESCED: usize = 64 * 1024;
 
+/// The most scheduler turns a flush waits for more writes to join it.
+const MAX_FLUSH_TURNS: u8 = 4;
+
 /// The most buffer capacity a connection keeps once its held-back writes are out.
 const KEPT_CAPACITY: usize = 16 * 1024;
 
 /// An accepted, handshaken connection.
 ///
-/// Writes coalesce: what HTTP/2 writes is kept until it flushes, and the first flush
-/// after a write lets the runtime's other ready tasks run once before the bytes go out
-/// (it wakes its own task and returns `Pending`). Under load, the responses of handlers
-/// that finish in that turn leave in the same TLS record and the same system call,
-/// instead of one each; alone, a response waits one scheduler turn.
+/// Writes coalesce: what HTTP/2 writes is kept until it flushes, and the flush lets
+/// the runtime's other ready tasks run before the bytes go out (it wakes its own task
+/// and returns `Pending`): once, then again while each turn brought more writes, at
+/// most [`MAX_FLUSH_TURNS`] turns. Under load, the responses of handlers that finish
+/// meanwhile leave in the same TLS record and the same system call, instead of one
+/// each; alone, a response waits one scheduler turn.
 #[derive(Debug)]
 pub struct TlsConnection {
     stream: tokio_rustls::server::TlsStream<TcpStream>,
@@ -161,8 +165,10 @@ pub struct TlsConnection {
     /// Plaintext written and not yet handed to TLS, from `sent` on.
     out: Vec<u8>,
     sent: usize,
-    /// Whether the pending flush has already let the other tasks run.
-    yielded: bool,
+    /// How many times the pending flush has let the other tasks run, and how much
+    /// was held back the last time.
+    turns: u8,
+    held_at_turn: usize,
 }
 
 impl TlsConnection {
@@ -252,16 +258,20 @@ impl AsyncWrite for TlsConnection {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         if self.sent < self.out.len() {
-            if !self.yielded {
+            let held = self.out.len() - self.sent;
+            if self.turns == 0 || (self.turns < MAX_FLUSH_TURNS && held > self.held_at_turn) {
                 // A task that wakes itself goes to the back of the run queue: the
-                // handlers ready now run before this flush does.
-                self.yielded = true;
+                // handlers ready now run before this flush does. Another turn while
+                // each brings more.
+                self.turns += 1;
+                self.held_at_turn = held;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             std::task::ready!(self.poll_drain(cx))?;
         }
-        self.yielded = false;
+        self.turns = 0;
+        self.held_at_turn = 0;
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
@@ -313,7 +323,8 @@ pub fn incoming(
                                 info,
                                 out: Vec::new(),
                                 sent: 0,
-                                yielded: false,
+                                turns: 0,
+                                held_at_turn: 0,
                             }))
                             .await;
                     }

@@ -192,20 +192,21 @@ impl std::task::Wake for CountingWaker {
 }
 
 /// Writes are held back until a flush, and the flush first lets the other ready tasks
-/// run once (it wakes its own task and returns `Pending`), so that responses finished
-/// meanwhile leave together.
+/// run (it wakes its own task and returns `Pending`), once and then again while each
+/// turn brings more writes (at most four turns), so that responses finished meanwhile
+/// leave together.
 #[tokio::test]
-async fn writes_leave_together_at_the_flush_after_one_turn() {
+async fn writes_leave_together_at_the_flush_after_the_turns_that_bring_more() {
     use tokio::io::{AsyncReadExt as _, AsyncWrite as _, AsyncWriteExt as _};
 
     let (mut conn, mut client) = accepted().await;
     let (first_tx, mut first_rx) = tokio::sync::oneshot::channel();
     let reader = tokio::spawn(async move {
-        let mut got = vec![0u8; 11];
+        let mut got = vec![0u8; 16];
         client.read_exact(&mut got[..1]).await.unwrap();
         let _ = first_tx.send(());
         client.read_exact(&mut got[1..]).await.unwrap();
-        got
+        (got, client)
     });
     conn.write_all(b"first").await.unwrap();
     conn.write_all(b"second").await.unwrap();
@@ -224,13 +225,38 @@ async fn writes_leave_together_at_the_flush_after_one_turn() {
             .is_pending(),
         "the first flush gives way"
     );
-    assert_eq!(
-        wakes.0.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "and has its task polled again"
+    let woken = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(woken(), 1, "and has its task polled again");
+    let mut flush = |conn: &mut listener::TlsConnection| {
+        std::pin::Pin::new(conn).poll_flush(&mut cx).is_ready()
+    };
+    conn.write_all(b"third").await.unwrap();
+    assert!(
+        !flush(&mut conn),
+        "a turn that brought a write earns another"
     );
-    conn.flush().await.unwrap();
-    assert_eq!(reader.await.unwrap(), b"firstsecond");
+    assert_eq!(woken(), 2);
+    assert!(
+        flush(&mut conn),
+        "a turn that brought nothing ends the wait"
+    );
+    assert_eq!(woken(), 2);
+    let (got, mut client) = reader.await.unwrap();
+    assert_eq!(got, b"firstsecondthird");
+
+    // However much each turn brings, the fifth flush sends.
+    let reader = tokio::spawn(async move {
+        let mut got = vec![0u8; 5];
+        client.read_exact(&mut got).await.unwrap();
+        got
+    });
+    for turn in 1..=4 {
+        conn.write_all(b"x").await.unwrap();
+        assert!(!flush(&mut conn), "turn {turn} gives way");
+    }
+    conn.write_all(b"x").await.unwrap();
+    assert!(flush(&mut conn), "after four turns the flush sends");
+    assert_eq!(reader.await.unwrap(), b"xxxxx");
 
     // A flush with nothing held back does not give way.
     assert!(std::pin::Pin::new(&mut conn).poll_flush(&mut cx).is_ready());
