@@ -155,7 +155,7 @@ const KEPT_CAPACITY: usize = 16 * 1024;
 /// Writes coalesce: what HTTP/2 writes is kept until it flushes, and the flush lets
 /// the runtime's other ready tasks run before the bytes go out (it wakes its own task
 /// and returns `Pending`): once, then again while each turn brought more writes, at
-/// most [`MAX_FLUSH_TURNS`] turns. Under load, the responses of handlers that finish
+/// most four turns. Under load, the responses of handlers that finish
 /// meanwhile leave in the same TLS record and the same system call, instead of one
 /// each; alone, a response waits one scheduler turn.
 #[derive(Debug)]
