@@ -30,7 +30,7 @@ mod keypair;
 pub mod material;
 pub mod pem;
 pub mod profile;
-mod random;
+pub mod random;
 mod reloading;
 pub mod sign;
 pub mod sshcert;

@@ -36,7 +36,7 @@ fn os_fill(out: &mut [u8]) -> Result<(), Error> {
 }
 
 /// Fills `out` with random bytes for a value that will be public (a serial, a nonce).
-pub(crate) fn fill_public(out: &mut [u8]) -> Result<(), Error> {
+pub fn fill_public(out: &mut [u8]) -> Result<(), Error> {
     if out.len() > BLOCK / 4 {
         return os_fill(out);
     }

@@ -39,21 +39,30 @@ impl std::fmt::Debug for X509Signer {
 fn der_time(unix: i64) -> Result<Vec<u8>, Error> {
     let t = time::OffsetDateTime::from_unix_timestamp(unix)
         .map_err(|e| crypto(&format!("time {unix}: {e}")))?;
-    let (tag, text) = if (1950..2050).contains(&t.year()) {
-        (0x17u8, format!("{:02}", t.year() % 100))
-    } else {
-        (0x18u8, format!("{:04}", t.year()))
-    };
-    let text = format!(
-        "{text}{:02}{:02}{:02}{:02}{:02}Z",
+    let year =
+        u32::try_from(t.year()).map_err(|_| crypto(&format!("time {unix}: before year 0")))?;
+    // UTCTime (two-digit year) for 1950 to 2049, GeneralizedTime otherwise (RFC 5280
+    // §4.1.2.5), both YYMMDDHHMMSSZ-style with seconds and a Z.
+    let utc = (1950..2050).contains(&year);
+    let mut out = Vec::with_capacity(17);
+    out.push(if utc { 0x17 } else { 0x18 });
+    out.push(if utc { 13 } else { 15 });
+    let mut two =
+        |n: u32| out.extend_from_slice(&[b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
+    if !utc {
+        two(year / 100);
+    }
+    two(year % 100);
+    for n in [
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
-        t.second()
-    );
-    let mut out = vec![tag, u8::try_from(text.len()).unwrap_or(0)];
-    out.extend_from_slice(text.as_bytes());
+        t.second(),
+    ] {
+        two(u32::from(n));
+    }
+    out.push(b'Z');
     Ok(out)
 }
 
@@ -360,6 +369,22 @@ mod tests {
             );
             assert_eq!(leaf.validity().not_after.timestamp(), 1_800_003_600);
         }
+    }
+
+    #[test]
+    fn times_are_utc_time_until_2049_and_generalized_time_after() {
+        for (unix, der) in [
+            (0, &b"\x17\x0d700101000000Z"[..]),
+            (1_800_003_661, b"\x17\x0d270115090101Z"),
+            // 2049-12-31T23:59:59Z, the last UTCTime, and the second after it.
+            (2_524_607_999, b"\x17\x0d491231235959Z"),
+            (2_524_608_000, b"\x18\x0f20500101000000Z"),
+            // 1949-12-31T23:59:59Z.
+            (-631_152_001, b"\x18\x0f19491231235959Z"),
+        ] {
+            assert_eq!(der_time(unix).unwrap(), der, "{unix}");
+        }
+        assert!(der_time(i64::MAX).is_err());
     }
 
     const OID_ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
