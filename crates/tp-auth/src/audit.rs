@@ -221,13 +221,33 @@ fn nanos(t: SystemTime) -> i64 {
 /// `t` (nanoseconds since the epoch) as RFC 3339 in UTC with all nine fractional
 /// digits, so that times compare as strings.
 fn rfc3339_nanos(t: i64) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t))
-        .ok()
-        .and_then(|d| d.format(FORMAT).ok())
-        .unwrap_or_default()
+    /// Appends `n`'s last `width` decimal digits.
+    fn digits(out: &mut String, n: u32, width: u32) {
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+        }
+    }
+    // An i64 of nanoseconds is always within years 1677 to 2262.
+    let Ok(d) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t)) else {
+        return String::new();
+    };
+    // Written digit by digit: every certificate issuance stamps an event, and the
+    // formatting machinery costs more than the arithmetic.
+    let mut out = String::with_capacity(30);
+    digits(&mut out, u32::try_from(d.year()).unwrap_or(0), 4);
+    for (sep, n, width) in [
+        ('-', u32::from(u8::from(d.month())), 2),
+        ('-', u32::from(d.day()), 2),
+        ('T', u32::from(d.hour()), 2),
+        (':', u32::from(d.minute()), 2),
+        (':', u32::from(d.second()), 2),
+        ('.', d.nanosecond(), 9),
+    ] {
+        out.push(sep);
+        digits(&mut out, n, width);
+    }
+    out.push('Z');
+    out
 }
 
 /// Eight random hex digits naming one log among the Auth servers sharing a backend
@@ -513,6 +533,8 @@ mod tests {
             rfc3339_nanos(1_700_000_000_123_456_789),
             "2023-11-14T22:13:20.123456789Z"
         );
+        assert_eq!(rfc3339_nanos(i64::MAX), "2262-04-11T23:47:16.854775807Z");
+        assert_eq!(rfc3339_nanos(i64::MIN), "1677-09-21T00:12:43.145224192Z");
     }
 
     #[test]

@@ -1184,7 +1184,10 @@ impl AuthServer {
             }
         }
         if logins.is_empty() {
-            logins.push(format!("-teleport-nologin-{}", random_token_id()?));
+            // Public once issued, so from the pooled randomness (no system call).
+            let mut id = [0u8; 16];
+            tp_creds::random::fill_public(&mut id).map_err(|e| Status::internal(e.to_string()))?;
+            logins.push(format!("-teleport-nologin-{}", hex::encode(id)));
         }
         let mut id = crate::usercert::UserIdentity::new(
             target.clone(),

@@ -161,11 +161,9 @@ impl UserCaSigner {
         permit_port_forwarding: bool,
     ) -> Result<String, CaError> {
         let secs = |t: i64| u64::try_from(t.max(0)).unwrap_or(0);
-        let cert = id
-            .to_ssh(permit_agent_forwarding, permit_port_forwarding)
-            .sign_with(subject, &self.ssh, secs(valid_after), secs(valid_before))
-            .map_err(creds_err)?;
-        tp_creds::sshcert::authorized_line(&cert).map_err(creds_err)
+        id.to_ssh(permit_agent_forwarding, permit_port_forwarding)
+            .sign_line(subject, &self.ssh, secs(valid_after), secs(valid_before))
+            .map_err(creds_err)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ssh_key::certificate::{Builder, CertType};
+use ssh_key::certificate::CertType;
 
 use crate::Error;
 
@@ -138,23 +138,83 @@ impl SshIdentity {
         ext
     }
 
-    /// Fills a certificate builder: type user, key ID, principals (logins, then
-    /// `-teleport-internal-join`), critical options and extensions.
-    pub fn apply(&self, b: &mut Builder) -> Result<(), Error> {
-        let err = |e: ssh_key::Error| Error::invalid("SSH certificate", e.to_string());
-        b.cert_type(CertType::User).map_err(err)?;
-        b.key_id(self.username.clone()).map_err(err)?;
-        for l in &self.logins {
-            b.valid_principal(l.clone()).map_err(err)?;
+    /// The extensions in wire order (sorted by name): [`SshIdentity::encoded_extensions`]
+    /// without copying the names and values this identity already holds.
+    fn wire_extensions(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
+        use std::borrow::Cow;
+        const COMPUTED: [&str; 3] = [
+            "teleport-roles",
+            "teleport-route-to-cluster",
+            "teleport-traits",
+        ];
+        let mut ext: Vec<(&str, Cow<'_, str>)> = self
+            .extensions
+            .iter()
+            .filter(|(k, _)| !COMPUTED.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), Cow::Borrowed(v.as_str())))
+            .collect();
+        if !self.extensions.contains_key("permit-pty") {
+            ext.push(("permit-pty", Cow::Borrowed("")));
         }
-        b.valid_principal(INTERNAL_JOIN_PRINCIPAL).map_err(err)?;
-        for (k, v) in &self.critical_options {
-            b.critical_option(k.clone(), v.clone()).map_err(err)?;
+        let [roles, route, traits] = COMPUTED;
+        #[derive(serde::Serialize)]
+        struct RolesRef<'a> {
+            roles: &'a [String],
         }
-        for (k, v) in self.encoded_extensions() {
-            b.extension(k, v).map_err(err)?;
-        }
-        Ok(())
+        ext.push((
+            roles,
+            Cow::Owned(
+                serde_json::to_string(&RolesRef { roles: &self.roles })
+                    .unwrap_or_else(|_| r#"{"roles":[]}"#.into()),
+            ),
+        ));
+        ext.push((route, Cow::Borrowed(self.route_to_cluster.as_str())));
+        let traits_json = if self.traits.is_empty() {
+            "null".to_string()
+        } else {
+            serde_json::to_string(&self.traits).unwrap_or_else(|_| "null".into())
+        };
+        ext.push((traits, Cow::Owned(traits_json)));
+        ext.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        ext
+    }
+
+    /// The wire encoding of this identity's user certificate for `subject`, signed by
+    /// `ca`: principals are the logins, then `-teleport-internal-join`.
+    fn encode(
+        &self,
+        subject: &ssh_key::PublicKey,
+        ca: &SshSigner,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let principals: Vec<&str> = self
+            .logins
+            .iter()
+            .map(String::as_str)
+            .chain([INTERNAL_JOIN_PRINCIPAL])
+            .collect();
+        let critical: Vec<(&str, &str)> = self
+            .critical_options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let ext = self.wire_extensions();
+        let ext: Vec<(&str, &str)> = ext.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        encode_certificate(
+            subject,
+            ca,
+            &Fields {
+                what: "SSH certificate",
+                cert_type: CertType::User,
+                key_id: &self.username,
+                principals: &principals,
+                critical_options: &critical,
+                extensions: &ext,
+                valid_after,
+                valid_before,
+            },
+        )
     }
 
     /// Signs a user certificate for `subject` with `ca`, valid from `valid_after` to
@@ -177,19 +237,177 @@ impl SshIdentity {
         valid_after: u64,
         valid_before: u64,
     ) -> Result<ssh_key::Certificate, Error> {
-        let mut nonce = [0u8; 16];
-        crate::random::fill_public(&mut nonce)?;
-        let mut b = Builder::new(
-            nonce.to_vec(),
-            subject.key_data().clone(),
-            valid_after,
-            valid_before,
+        decode_own(
+            &self.encode(subject, ca, valid_after, valid_before)?,
+            "SSH certificate",
         )
-        .map_err(|e| Error::invalid("SSH certificate", e.to_string()))?;
-        self.apply(&mut b)?;
-        b.sign(ca)
-            .map_err(|e| Error::invalid("SSH certificate", format!("signing: {e}")))
     }
+
+    /// [`SshIdentity::sign_with`], returned as [`authorized_line`] would write it, in one
+    /// pass: the certificate is encoded once and never decoded (an Auth server issues
+    /// one per login and renewal).
+    pub fn sign_line(
+        &self,
+        subject: &ssh_key::PublicKey,
+        ca: &SshSigner,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<String, Error> {
+        let bytes = self.encode(subject, ca, valid_after, valid_before)?;
+        Ok(line_of(
+            &subject.algorithm().to_certificate_type(),
+            &bytes,
+            "",
+        ))
+    }
+}
+
+/// What distinguishes one certificate of ours from another, for [`encode_certificate`].
+struct Fields<'a> {
+    /// Names the certificate in errors.
+    what: &'static str,
+    cert_type: CertType,
+    key_id: &'a str,
+    principals: &'a [&'a str],
+    /// Sorted by name, as the format requires.
+    critical_options: &'a [(&'a str, &'a str)],
+    /// Sorted by name.
+    extensions: &'a [(&'a str, &'a str)],
+    valid_after: u64,
+    valid_before: u64,
+}
+
+/// Appends an SSH `string`: a big-endian `u32` length, then the bytes.
+fn put_string(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), Error> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| Error::invalid("SSH certificate", "a field is over 4 GiB"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Appends an SSH `string` whose contents `fill` writes.
+fn put_nested(
+    out: &mut Vec<u8>,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    fill(out)?;
+    let len = u32::try_from(out.len() - at - 4)
+        .map_err(|_| Error::invalid("SSH certificate", "a field is over 4 GiB"))?;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Appends a critical-option or extension list: for each, the name, then the value as
+/// a string inside a string (an empty value is an empty string), as OpenSSH's
+/// PROTOCOL.certkeys and Go's `x/crypto/ssh` write them.
+fn put_options(out: &mut Vec<u8>, options: &[(&str, &str)]) -> Result<(), Error> {
+    put_nested(out, |out| {
+        for (name, value) in options {
+            put_string(out, name.as_bytes())?;
+            if value.is_empty() {
+                put_string(out, b"")?;
+            } else {
+                put_nested(out, |out| put_string(out, value.as_bytes()))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The OpenSSH certificate (PROTOCOL.certkeys) of `subject` with `fields`, signed by
+/// `ca`, in wire form: encoded once, in one buffer, signed, and the signature appended.
+fn encode_certificate(
+    subject: &ssh_key::PublicKey,
+    ca: &SshSigner,
+    f: &Fields<'_>,
+) -> Result<Vec<u8>, Error> {
+    if f.valid_before < f.valid_after {
+        return Err(Error::invalid(
+            f.what,
+            format!(
+                "valid_before {} is earlier than valid_after {}",
+                f.valid_before, f.valid_after
+            ),
+        ));
+    }
+    if f.principals.is_empty() {
+        // No principals would make a certificate valid for every one.
+        return Err(Error::invalid(f.what, "no principals"));
+    }
+    let key = subject
+        .to_bytes()
+        .map_err(|e| Error::invalid(f.what, format!("encoding the subject key: {e}")))?;
+    // The subject's key blob is its algorithm name followed by the key's fields; the
+    // certificate carries the fields after its own type name and the nonce.
+    let fields = key
+        .get(..4)
+        .and_then(|l| usize::try_from(u32::from_be_bytes(l.try_into().ok()?)).ok())
+        .and_then(|n| key.get(4 + n..))
+        .ok_or_else(|| Error::invalid(f.what, "the subject key's encoding has no name"))?;
+    let kind = subject.algorithm().to_certificate_type();
+    let mut nonce = [0u8; 32];
+    crate::random::fill_public(&mut nonce)?;
+    let mut out = Vec::with_capacity(
+        512 + key.len()
+            + ca.public_blob.len()
+            + f.extensions
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 12)
+                .sum::<usize>(),
+    );
+    put_string(&mut out, kind.as_bytes())?;
+    put_string(&mut out, &nonce)?;
+    out.extend_from_slice(fields);
+    out.extend_from_slice(&0u64.to_be_bytes()); // serial
+    let cert_type: u32 = match f.cert_type {
+        CertType::User => 1,
+        CertType::Host => 2,
+    };
+    out.extend_from_slice(&cert_type.to_be_bytes());
+    put_string(&mut out, f.key_id.as_bytes())?;
+    put_nested(&mut out, |out| {
+        f.principals
+            .iter()
+            .try_for_each(|p| put_string(out, p.as_bytes()))
+    })?;
+    out.extend_from_slice(&f.valid_after.to_be_bytes());
+    out.extend_from_slice(&f.valid_before.to_be_bytes());
+    put_options(&mut out, f.critical_options)?;
+    put_options(&mut out, f.extensions)?;
+    put_string(&mut out, b"")?; // reserved
+    put_string(&mut out, &ca.public_blob)?;
+    let signature = ca.sign_wire(&out)?;
+    put_nested(&mut out, |out| {
+        put_string(out, signature.0.as_bytes())?;
+        put_string(out, &signature.1)
+    })?;
+    Ok(out)
+}
+
+/// Decodes a certificate [`encode_certificate`] wrote.
+fn decode_own(bytes: &[u8], what: &str) -> Result<ssh_key::Certificate, Error> {
+    ssh_key::Certificate::from_bytes(bytes)
+        .map_err(|e| Error::invalid(what, format!("decoding the issued certificate: {e}")))
+}
+
+/// `kind`, a space, the base64 of `bytes`, then ` comment` when there is one, and a
+/// newline.
+fn line_of(kind: &str, bytes: &[u8], comment: &str) -> String {
+    use base64::Engine as _;
+    let mut line =
+        String::with_capacity(kind.len() + bytes.len().div_ceil(3) * 4 + comment.len() + 3);
+    line.push_str(kind);
+    line.push(' ');
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut line);
+    if !comment.is_empty() {
+        line.push(' ');
+        line.push_str(comment);
+    }
+    line.push('\n');
+    line
 }
 
 /// A certificate as one authorized_keys-style line ending in a newline: type, base64 of
@@ -197,22 +415,14 @@ impl SshIdentity {
 /// `to_openssh` plus the newline, in one pass instead of a length pass and a base64
 /// writer (certificate issuance does this on every call).
 pub fn authorized_line(cert: &ssh_key::Certificate) -> Result<String, Error> {
-    use base64::Engine as _;
     let bytes = cert
         .to_bytes()
         .map_err(|e| Error::invalid("SSH certificate", format!("encoding: {e}")))?;
-    let kind = cert.algorithm().to_certificate_type();
-    let mut line =
-        String::with_capacity(kind.len() + bytes.len().div_ceil(3) * 4 + cert.comment().len() + 3);
-    line.push_str(&kind);
-    line.push(' ');
-    base64::engine::general_purpose::STANDARD.encode_string(&bytes, &mut line);
-    if !cert.comment().is_empty() {
-        line.push(' ');
-        line.push_str(cert.comment());
-    }
-    line.push('\n');
-    Ok(line)
+    Ok(line_of(
+        &cert.algorithm().to_certificate_type(),
+        &bytes,
+        cert.comment(),
+    ))
 }
 
 /// A Teleport host identity as an SSH host certificate carries it (wire-client spec §4.3):
@@ -287,27 +497,27 @@ impl SshHostIdentity {
         valid_after: u64,
         valid_before: u64,
     ) -> Result<ssh_key::Certificate, Error> {
-        let err = |e: ssh_key::Error| Error::invalid("SSH host certificate", e.to_string());
-        let mut nonce = [0u8; 16];
-        crate::random::fill_public(&mut nonce)?;
-        let mut b = Builder::new(
-            nonce.to_vec(),
-            subject.key_data().clone(),
-            valid_after,
-            valid_before,
-        )
-        .map_err(err)?;
-        b.cert_type(CertType::Host).map_err(err)?;
-        b.key_id(self.key_id.clone()).map_err(err)?;
-        for p in &self.principals {
-            b.valid_principal(p.clone()).map_err(err)?;
-        }
-        b.extension("x-teleport-role", self.role.clone())
-            .map_err(err)?;
-        b.extension("x-teleport-authority", self.cluster.clone())
-            .map_err(err)?;
-        b.sign(ca)
-            .map_err(|e| Error::invalid("SSH host certificate", format!("signing: {e}")))
+        let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
+        // Sorted by name.
+        let extensions = [
+            ("x-teleport-authority", self.cluster.as_str()),
+            ("x-teleport-role", self.role.as_str()),
+        ];
+        let bytes = encode_certificate(
+            subject,
+            ca,
+            &Fields {
+                what: "SSH host certificate",
+                cert_type: CertType::Host,
+                key_id: &self.key_id,
+                principals: &principals,
+                critical_options: &[],
+                extensions: &extensions,
+                valid_after,
+                valid_before,
+            },
+        )?;
+        decode_own(&bytes, "SSH host certificate")
     }
 }
 
@@ -320,6 +530,8 @@ impl SshHostIdentity {
 pub struct SshSigner {
     key: SignerKey,
     public: ssh_key::public::KeyData,
+    /// The public key's wire encoding, which every certificate carries.
+    public_blob: Vec<u8>,
 }
 
 enum SignerKey {
@@ -358,9 +570,37 @@ impl SshSigner {
         } else {
             SignerKey::Other(Box::new(ca.clone()))
         };
+        let public_blob = ca.public_key().to_bytes().map_err(|e| bad(&e))?;
         Ok(Self {
             key,
             public: ca.public_key().key_data().clone(),
+            public_blob,
+        })
+    }
+
+    /// Signs `msg`: the signature's algorithm name and its bytes, as an SSH signature
+    /// blob holds them.
+    fn sign_wire(&self, msg: &[u8]) -> Result<(std::borrow::Cow<'static, str>, Vec<u8>), Error> {
+        let failed =
+            |e: &dyn std::fmt::Display| Error::invalid("SSH certificate", format!("signing: {e}"));
+        Ok(match &self.key {
+            SignerKey::Ed25519(k) => ("ssh-ed25519".into(), k.sign(msg).as_ref().to_vec()),
+            SignerKey::Rsa(k) => {
+                let sig: rsa::pkcs1v15::Signature =
+                    signature::Signer::try_sign(k.as_ref(), msg).map_err(|e| failed(&e))?;
+                (
+                    "rsa-sha2-512".into(),
+                    signature::SignatureEncoding::to_vec(&sig),
+                )
+            }
+            SignerKey::Other(k) => {
+                let sig: ssh_key::Signature =
+                    signature::Signer::try_sign(k.as_ref(), msg).map_err(|e| failed(&e))?;
+                (
+                    sig.algorithm().as_str().to_string().into(),
+                    sig.as_bytes().to_vec(),
+                )
+            }
         })
     }
 
@@ -372,23 +612,9 @@ impl SshSigner {
 
 impl signature::Signer<ssh_key::Signature> for SshSigner {
     fn try_sign(&self, msg: &[u8]) -> Result<ssh_key::Signature, signature::Error> {
-        match &self.key {
-            SignerKey::Ed25519(k) => {
-                ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, k.sign(msg).as_ref().to_vec())
-                    .map_err(signature::Error::from_source)
-            }
-            SignerKey::Rsa(k) => {
-                let sig: rsa::pkcs1v15::Signature = k.try_sign(msg)?;
-                ssh_key::Signature::new(
-                    ssh_key::Algorithm::Rsa {
-                        hash: Some(ssh_key::HashAlg::Sha512),
-                    },
-                    signature::SignatureEncoding::to_vec(&sig),
-                )
-                .map_err(signature::Error::from_source)
-            }
-            SignerKey::Other(k) => k.try_sign(msg),
-        }
+        let (name, bytes) = self.sign_wire(msg).map_err(signature::Error::from_source)?;
+        let algorithm = ssh_key::Algorithm::new(&name).map_err(signature::Error::from_source)?;
+        ssh_key::Signature::new(algorithm, bytes).map_err(signature::Error::from_source)
     }
 }
 
@@ -510,6 +736,88 @@ mod tests {
                 assert!(cert.validate_at(1_000, [&other]).is_err(), "{alg}");
             }
         }
+    }
+
+    #[test]
+    fn the_signer_signs_as_ssh_key_verifies() {
+        for alg in [
+            KeyAlgorithm::Ed25519,
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::Rsa { bits: 2048 },
+        ] {
+            let ca = PrivateKey::generate(alg).unwrap().to_ssh().unwrap();
+            let signer = SshSigner::new(&ca).unwrap();
+            let sig: ssh_key::Signature = signature::Signer::try_sign(&signer, b"msg").unwrap();
+            signature::Verifier::verify(ca.public_key().key_data(), b"msg", &sig).unwrap();
+            assert!(
+                signature::Verifier::verify(ca.public_key().key_data(), b"other", &sig).is_err(),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signed_line_is_the_certificate_ssh_key_reads_back() {
+        let ca = PrivateKey::generate(KeyAlgorithm::Ed25519)
+            .unwrap()
+            .to_ssh()
+            .unwrap();
+        let signer = SshSigner::new(&ca).unwrap();
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)
+            .unwrap()
+            .ssh_public_key()
+            .unwrap();
+        let mut id = SshIdentity::user("alice", vec!["access".into()], "example.com");
+        id.logins = vec!["root".into(), "alice".into()];
+        id.traits.insert("logins".into(), vec!["root".into()]);
+        id.critical_options
+            .insert("source-address".into(), "10.0.0.1/32".into());
+        // An extension of the caller's that a field also writes: the field wins.
+        id.extensions
+            .insert("teleport-route-to-cluster".into(), "elsewhere".into());
+        id.extensions
+            .insert("permit-X11-forwarding".into(), String::new());
+        let line = id.sign_line(&key, &signer, 100, 4_000_000_000).unwrap();
+        assert!(line.starts_with("ecdsa-sha2-nistp256-cert-v01@openssh.com "));
+        assert!(line.ends_with('\n'));
+        let cert = ssh_key::Certificate::from_openssh(line.trim()).unwrap();
+        // ssh-key writes what it read byte for byte: the encoding is canonical.
+        assert_eq!(authorized_line(&cert).unwrap(), line);
+        cert.validate_at(
+            1_000,
+            [&ca.public_key().fingerprint(ssh_key::HashAlg::Sha256)],
+        )
+        .unwrap();
+        assert_eq!(cert.public_key(), key.key_data());
+        assert_eq!(cert.valid_after(), 100);
+        assert_eq!(cert.valid_before(), 4_000_000_000);
+        assert_eq!(cert.serial(), 0);
+        assert_eq!(cert.nonce().len(), 32);
+        let back = SshIdentity::from_certificate(&cert, "t").unwrap();
+        assert_eq!(back.logins, id.logins);
+        assert_eq!(back.roles, id.roles);
+        assert_eq!(back.traits, id.traits);
+        assert_eq!(back.route_to_cluster, "example.com");
+        assert_eq!(back.critical_options, id.critical_options);
+        assert_eq!(back.extensions, id.encoded_extensions());
+        // Two certificates for the same identity differ in their nonce.
+        assert_ne!(
+            id.sign_line(&key, &signer, 100, 4_000_000_000).unwrap(),
+            line
+        );
+        // Bad validity and a host identity without principals are refused.
+        let e = id
+            .sign_line(&key, &signer, 200, 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("earlier than valid_after"), "{e}");
+        let mut host = SshHostIdentity::new("h", "example.com", "Node");
+        host.principals.clear();
+        let e = host
+            .sign_with(&key, &signer, 0, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no principals"), "{e}");
     }
 
     #[test]
