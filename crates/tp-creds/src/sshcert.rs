@@ -114,32 +114,14 @@ impl SshIdentity {
     /// The extensions this identity writes: the Teleport ones from the fields, `permit-pty`,
     /// and any others in [`SshIdentity::extensions`] (fields win).
     pub fn encoded_extensions(&self) -> BTreeMap<String, String> {
-        let mut ext = self.extensions.clone();
-        ext.entry("permit-pty".into()).or_default();
-        #[derive(serde::Serialize)]
-        struct RolesRef<'a> {
-            roles: &'a [String],
-        }
-        ext.insert(
-            "teleport-roles".into(),
-            serde_json::to_string(&RolesRef { roles: &self.roles })
-                .unwrap_or_else(|_| r#"{"roles":[]}"#.into()),
-        );
-        let traits = if self.traits.is_empty() {
-            "null".to_string()
-        } else {
-            serde_json::to_string(&self.traits).unwrap_or_else(|_| "null".into())
-        };
-        ext.insert("teleport-traits".into(), traits);
-        ext.insert(
-            "teleport-route-to-cluster".into(),
-            self.route_to_cluster.clone(),
-        );
-        ext
+        self.wire_extensions()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into_owned()))
+            .collect()
     }
 
-    /// The extensions in wire order (sorted by name): [`SshIdentity::encoded_extensions`]
-    /// without copying the names and values this identity already holds.
+    /// The extensions in wire order (sorted by name), borrowing the names and values
+    /// this identity already holds: the one place they are computed.
     fn wire_extensions(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
         use std::borrow::Cow;
         const COMPUTED: [&str; 3] = [
@@ -800,6 +782,11 @@ mod tests {
         assert_eq!(back.route_to_cluster, "example.com");
         assert_eq!(back.critical_options, id.critical_options);
         assert_eq!(back.extensions, id.encoded_extensions());
+        // The caller's own extensions pass through, permit-pty is added, and the
+        // route-to-cluster field overrides the caller's extension of that name.
+        assert_eq!(back.extensions["permit-X11-forwarding"], "");
+        assert_eq!(back.extensions["permit-pty"], "");
+        assert_eq!(back.extensions["teleport-route-to-cluster"], "example.com");
         // Two certificates for the same identity differ in their nonce.
         assert_ne!(
             id.sign_line(&key, &signer, 100, 4_000_000_000).unwrap(),
